@@ -1,0 +1,1 @@
+"""CLI subcommands: every module here defines `register(tree: heartfast.cli.CommandTree)`."""

@@ -1,0 +1,1 @@
+"""Batch inference: continuous batching, paged KV cache, prefix cache, sampling."""

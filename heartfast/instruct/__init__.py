@@ -1,0 +1,1 @@
+"""HeartAgent: records, labels and measurements into instruction data."""

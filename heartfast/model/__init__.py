@@ -1,0 +1,1 @@
+"""Models: Beat tokenizer, encoders, decoder LLM, DSPA projectors, HeartcareGPT assembly, LoRA."""

@@ -1,0 +1,1 @@
+"""ECG images from signals, batched in torch."""

@@ -1,0 +1,1 @@
+"""Signal preparation: resampling, filters, quality windows, synthetic ECGs, measurements."""

@@ -1,0 +1,1 @@
+"""The trainer: beat, align and sft stages."""

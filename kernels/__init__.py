@@ -1,0 +1,1 @@
+"""Triton kernels (installed as `heartfast.kernels`): one file per family, no model code."""
