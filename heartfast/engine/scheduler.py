@@ -1,0 +1,130 @@
+"""Continuous batching: which sequences run in the next model step, and how many tokens each.
+
+Every step has a token budget. Running sequences go first (a decode is one token; an unfinished prefill
+continues in chunks), then waiting requests are admitted while the budget, the sequence limit and the KV
+cache allow. When a decode needs a block and none is left, the most recently admitted sequence is
+preempted: its blocks are released and it is recomputed later (its tokens so far are kept).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from heartfast.engine.blocks import BlockManager, OutOfBlocks
+from heartfast.engine.sampling import SamplingParams
+
+
+@dataclass
+class Sequence:
+    """One request in flight: its tokens, KV blocks and progress."""
+
+    request_id: str
+    key: int                               # unique small integer (sampler generators, hashing)
+    prompt_ids: list[int]
+    params: SamplingParams
+    cache_keys: list[int]                  # per prompt token: token id, or a content key for ECG/image slots
+    output_ids: list[int] = field(default_factory=list)
+    block_table: list[int] = field(default_factory=list)
+    num_computed: int = 0                  # tokens whose K/V are in the cache
+    finished: bool = False
+    finish_reason: str = ""
+
+    @property
+    def token_ids(self) -> list[int]:
+        return self.prompt_ids + self.output_ids
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.prompt_ids) + len(self.output_ids)
+
+    @property
+    def keys(self) -> list[int]:
+        return self.cache_keys + self.output_ids
+
+
+@dataclass
+class Chunk:
+    """`length` tokens of `seq` starting at position `start` are computed this step."""
+
+    seq: Sequence
+    start: int
+    length: int
+
+    @property
+    def samples(self) -> bool:
+        """True when this chunk reaches the sequence's last token, so its logits give the next token."""
+        return self.start + self.length == self.seq.num_tokens
+
+
+class Scheduler:
+    def __init__(self, blocks: BlockManager, max_batched_tokens: int = 2048, max_seqs: int = 64) -> None:
+        self.blocks = blocks
+        self.max_batched_tokens, self.max_seqs = max_batched_tokens, max_seqs
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.preemptions = 0
+
+    def add(self, seq: Sequence) -> None:
+        needed = self.blocks.blocks_needed(seq.num_tokens + 1)
+        if needed > self.blocks.num_blocks:
+            raise ValueError(f"request {seq.request_id}: {seq.num_tokens} tokens need {needed} KV blocks, "
+                             f"the cache has {self.blocks.num_blocks}")
+        self.waiting.append(seq)
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def schedule(self) -> list[Chunk]:
+        budget, chunks = self.max_batched_tokens, []
+        for seq in list(self.running):
+            if seq not in self.running:          # preempted while making room for an earlier one
+                continue
+            remaining = seq.num_tokens - seq.num_computed
+            if remaining == 1 and not self._make_room(seq):
+                continue
+            length = min(remaining, budget)
+            if length > 0:
+                chunks.append(Chunk(seq, seq.num_computed, length))
+                budget -= length
+        while self.waiting and budget > 0 and len(self.running) < self.max_seqs:
+            seq = self.waiting[0]
+            try:
+                seq.block_table, seq.num_computed = self.blocks.allocate(seq.keys, seq.num_tokens)
+            except OutOfBlocks:
+                break
+            self.waiting.popleft()
+            self.running.append(seq)
+            length = min(seq.num_tokens - seq.num_computed, budget)
+            chunks.append(Chunk(seq, seq.num_computed, length))
+            budget -= length
+        return chunks
+
+    def _make_room(self, seq: Sequence) -> bool:
+        """Ensure `seq` has a slot for its next token, preempting later sequences if needed."""
+        while True:
+            try:
+                self.blocks.append_slot(seq.block_table, seq.num_tokens)
+                return True
+            except OutOfBlocks:
+                victim = self.running[-1]
+                self._preempt(victim)
+                if victim is seq:
+                    return False
+
+    def _preempt(self, seq: Sequence) -> None:
+        self.running.remove(seq)
+        self.blocks.release(seq.block_table)
+        seq.num_computed = 0
+        self.waiting.appendleft(seq)
+        self.preemptions += 1
+
+    def complete(self, chunk: Chunk) -> None:
+        """Record that a chunk's K/V are written; name its full blocks for the prefix cache."""
+        chunk.seq.num_computed = chunk.start + chunk.length
+        self.blocks.commit(chunk.seq.block_table, chunk.seq.keys, chunk.seq.num_computed)
+
+    def finish(self, seq: Sequence, reason: str) -> None:
+        seq.finished, seq.finish_reason = True, reason
+        self.running.remove(seq)
+        self.blocks.release(seq.block_table)

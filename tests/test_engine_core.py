@@ -1,0 +1,123 @@
+import pytest
+import torch
+
+from heartfast.engine.blocks import BlockManager, OutOfBlocks, block_hashes
+from heartfast.engine.sampling import Sampler, SamplingParams, apply_repetition_penalty, filter_top_k_top_p
+from heartfast.engine.scheduler import Scheduler, Sequence
+
+
+def seq(i, prompt, max_tokens=4):
+    return Sequence(f"r{i}", i, list(prompt), SamplingParams(max_tokens=max_tokens), list(prompt))
+
+
+def test_block_hashes_chain_and_skip_partial_block():
+    assert len(block_hashes(list(range(10)), 4)) == 2
+    a, b = block_hashes([1, 2, 3, 4, 5, 6, 7, 8], 4), block_hashes([9, 2, 3, 4, 5, 6, 7, 8], 4)
+    assert a[0] != b[0] and a[1] != b[1]  # same second block, different parent
+
+
+def test_prefix_blocks_are_shared_and_refcounted():
+    bm = BlockManager(num_blocks=8, block_size=4)
+    prompt = list(range(10))
+    t1, cached1 = bm.allocate(prompt, len(prompt))
+    assert cached1 == 0 and len(t1) == 3
+    bm.commit(t1, prompt, 10)
+    t2, cached2 = bm.allocate(prompt + [99], 11)
+    assert cached2 == 8 and t2[:2] == t1[:2] and t2[2] != t1[2]
+    assert bm.refcount[t1[0]] == 2
+    bm.release(t1)
+    bm.release(t2)
+    assert bm.num_available == 8
+    t3, cached3 = bm.allocate(prompt, 10)           # still cached after release
+    assert cached3 == 8
+
+
+def test_whole_prompt_cached_still_computes_last_token():
+    bm = BlockManager(num_blocks=4, block_size=4)
+    prompt = list(range(8))
+    t1, _ = bm.allocate(prompt, 8)
+    bm.commit(t1, prompt, 8)
+    _, cached = bm.allocate(prompt, 8)
+    assert cached == 4
+
+
+def test_eviction_of_cached_blocks_and_out_of_blocks():
+    bm = BlockManager(num_blocks=2, block_size=2)
+    t, _ = bm.allocate([1, 2, 3, 4], 4)
+    bm.commit(t, [1, 2, 3, 4], 4)
+    bm.release(t)
+    t2, cached = bm.allocate([5, 6, 7, 8], 4)       # evicts both cached blocks
+    assert cached == 0 and not bm.cached
+    with pytest.raises(OutOfBlocks):
+        bm.allocate([9, 9], 2)
+
+
+def test_scheduler_budget_chunked_prefill_and_decode():
+    sched = Scheduler(BlockManager(64, 4), max_batched_tokens=8, max_seqs=4)
+    a, b = seq(0, range(12)), seq(1, range(100, 103))
+    sched.add(a)
+    sched.add(b)
+    chunks = sched.schedule()
+    assert [(c.seq.key, c.start, c.length) for c in chunks] == [(0, 0, 8)]
+    for c in chunks:
+        sched.complete(c)
+    chunks = sched.schedule()
+    assert [(c.seq.key, c.start, c.length) for c in chunks] == [(0, 8, 4), (1, 0, 3)]
+    assert all(c.samples for c in chunks)
+    for c in chunks:
+        sched.complete(c)
+        c.seq.output_ids.append(7)
+    chunks = sched.schedule()
+    assert [(c.seq.key, c.start, c.length) for c in chunks] == [(0, 12, 1), (1, 3, 1)]
+
+
+def test_preemption_when_cache_runs_out_then_recompute():
+    sched = Scheduler(BlockManager(4, 2), max_batched_tokens=64, max_seqs=4)
+    a, b = seq(0, range(4)), seq(1, range(10, 14))
+    sched.add(a)
+    sched.add(b)
+    for c in sched.schedule():
+        sched.complete(c)
+        c.seq.output_ids.append(1)
+    chunks = sched.schedule()                       # a needs a 3rd block: b is preempted
+    assert [c.seq.key for c in chunks] == [0] and sched.preemptions == 1
+    assert b.num_computed == 0 and sched.waiting[0] is b and not b.block_table
+
+
+def test_request_larger_than_cache_is_refused():
+    sched = Scheduler(BlockManager(2, 2))
+    with pytest.raises(ValueError, match="r0"):
+        sched.add(seq(0, range(10)))
+
+
+def test_repetition_penalty_matches_transformers():
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    logits = torch.randn(2, 11)
+    hist = [[1, 3, 3], [0, 10]]
+    ours = apply_repetition_penalty(logits, hist, [1.3, 1.3])
+    ref = RepetitionPenaltyLogitsProcessor(1.3)(torch.tensor([[1, 3, 3], [0, 10, 10]]), logits.clone())
+    torch.testing.assert_close(ours, ref)
+
+
+def test_top_k_top_p_match_transformers():
+    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+    logits = torch.randn(3, 50)
+    ours = filter_top_k_top_p(logits, torch.tensor([5, 0, 5]), torch.tensor([1.0, 0.8, 0.8]))
+    assert torch.equal(torch.isinf(ours[0]), torch.isinf(TopKLogitsWarper(5)(None, logits[:1].clone())[0]))
+    assert torch.equal(torch.isinf(ours[1]), torch.isinf(TopPLogitsWarper(0.8)(None, logits[1:2].clone())[0]))
+    both = TopPLogitsWarper(0.8)(None, TopKLogitsWarper(5)(None, logits[2:].clone()))[0]
+    assert torch.equal(torch.isinf(ours[2]), torch.isinf(both))
+
+
+def test_sampler_greedy_and_seeded():
+    logits = torch.randn(2, 30)
+    sampler = Sampler()
+    greedy = [SamplingParams(), SamplingParams()]
+    assert sampler(logits, greedy, [[], []], [0, 1]) == logits.argmax(-1).tolist()
+    hot = [SamplingParams(temperature=1.0, seed=3)] * 2
+    first = Sampler()(logits, hot, [[], []], [0, 1])
+    assert first == Sampler()(logits, hot, [[], []], [0, 1])
+    draws = {tuple(Sampler()(logits[:1], [SamplingParams(temperature=5.0, seed=s)], [[]], [0])) for s in range(20)}
+    assert len(draws) > 1
