@@ -1,7 +1,7 @@
 """Residual vector quantization: `vq_assign` (inference) and `vq_ema_stats` (one training step's statistics).
 
-Both take vectors x [N, D] and codebooks [L, K, D] (one per level) or [K, D] (one shared by `levels`
-levels). Level l quantizes the residual left by levels < l to its nearest code (squared Euclidean,
+Both take vectors x [N, D] and codebooks [L, K, D] (one per level) or [K, D] / [1, K, D] (one shared by
+`levels` levels). Level l quantizes the residual left by levels < l to its nearest code (squared Euclidean,
 computed as ||c||^2 - 2 x.c). The Triton kernel (heartfast.kernels.vq) fuses every level into one launch
 and never builds the N x K distance matrix; the torch reference below is the float32-exact CPU path and
 bounds memory by working on row chunks. Outputs carry no gradient: straight-through or rotation-trick
@@ -36,6 +36,8 @@ def _level_books(x: torch.Tensor, codebooks: torch.Tensor, levels: int | None) -
         raise ValueError(f"vectors must be [N, D], got shape {tuple(x.shape)}")
     if codebooks.dim() == 2:
         codebooks = codebooks[None]
+        levels = 1 if levels is None else levels
+    elif codebooks.dim() == 3 and codebooks.shape[0] == 1:  # one shared codebook
         levels = 1 if levels is None else levels
     elif codebooks.dim() == 3:
         if levels is not None and levels != codebooks.shape[0]:
