@@ -1,0 +1,140 @@
+"""Build instruction items for a stream of records: single-record tasks as records arrive, comparisons at the end.
+
+Records are read one at a time (PTB-XL does not fit in memory at 500 Hz); only their facts are kept for the
+comparison pass. Output is deterministic for a given seed and record order: every random choice comes from
+a generator seeded by (seed, record id, task).
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+from tqdm import tqdm
+
+from heartfast.instruct import builders
+from heartfast.instruct.facts import RecordFacts, record_facts
+from heartfast.instruct.items import TASKS, Item
+from heartfast.instruct.measured import Measured, as_measured, measure_or_none, truth_measurements
+from heartfast.instruct.splits import PatientSplitter
+from heartfast.instruct.templates import TEMPLATES
+
+MeasurementSource = Callable[[object], object] | Mapping[str, object] | None
+
+
+def measurements_for(record, source: MeasurementSource | str = "auto") -> list[Measured]:
+    """Synthetic ground truth where present; else `source` (callable or id->mapping); "auto" uses the
+    project's measurement module where it exists; None means no measurements."""
+    truth = truth_measurements(record)
+    if truth or source is None:
+        return truth
+    if source == "auto":
+        return measure_or_none(record)
+    if callable(source):
+        return as_measured(source(record))
+    return as_measured(source.get(record.id))
+
+
+def _rng(seed: int, *parts: str) -> random.Random:
+    return random.Random(":".join((str(seed), *parts)))
+
+
+def record_items(record, facts: RecordFacts, seed: int, per_record: int, tasks: frozenset[str]) -> list[Item]:
+    """All single-record items of one record (up to `per_record` per task, distinct templates)."""
+    items = []
+    prefix = f"{record.database}:{record.id}"
+    for task in TASKS:
+        if task not in tasks or task == "ComparisonQA":
+            continue
+        rng = _rng(seed, record.database, record.id, task)
+        n_templates = len(TEMPLATES[task])
+        for k, index in enumerate(rng.sample(range(n_templates), min(per_record, n_templates))):
+            item_id = f"{prefix}/{task}/{k}"
+            modality = rng.choice(("signal", "image"))
+            item = _build(task, record, facts, rng, index, modality, item_id)
+            if item is not None:
+                items.append(item)
+    return items
+
+
+def _build(task, record, facts, rng, index, modality, item_id) -> Item | None:
+    for group, (closed, open_) in builders.GROUP_TASKS.items():
+        if task == closed:
+            return builders.group_closed(facts, group, rng, index, modality, item_id)
+        if task == open_:
+            return builders.group_open(facts, group, rng, index, modality, item_id)
+    if task == "AxisClosedQA":
+        return builders.axis_closed(facts, rng, index, modality, item_id)
+    if task == "RateClosedQA":
+        return builders.rate_closed(facts, rng, index, modality, item_id)
+    if task == "ReportGeneration":
+        return builders.report_item(facts, rng, index, modality, item_id)
+    if task == "GroundedInterpretation":
+        return builders.grounded_item(facts, rng, index, item_id)
+    if task == "SignalForecasting":
+        return builders.forecast_item(record, facts, rng, index, item_id)
+    raise ValueError(f"unknown task {task!r}")
+
+
+def comparison_items(all_facts: list[RecordFacts], seed: int, per_record: int) -> list[Item]:
+    """Pairs within one split: each record with another record of the same patient where one exists, and
+    with a record of a different patient."""
+    by_split: dict[str, list[RecordFacts]] = defaultdict(list)
+    for facts in all_facts:
+        by_split[facts.split].append(facts)
+    items = []
+    for group in by_split.values():
+        by_patient: dict[str, list[RecordFacts]] = defaultdict(list)
+        for facts in group:
+            by_patient[facts.patient].append(facts)
+        for facts in group:
+            rng = _rng(seed, facts.database, facts.record_id, "ComparisonQA")
+            partners = []
+            same = [f for f in by_patient[facts.patient] if f.record_id != facts.record_id]
+            if same:
+                partners.append((rng.choice(same), "same patient"))
+            if len(by_patient) > 1:
+                for _ in range(20):
+                    other = group[rng.randrange(len(group))]
+                    if other.patient != facts.patient:
+                        partners.append((other, "different patients"))
+                        break
+            for k in range(per_record):
+                for j, (other, pairing) in enumerate(partners):
+                    item_id = f"{facts.database}:{facts.record_id}+{other.record_id}/ComparisonQA/{k}.{j}"
+                    item = builders.comparison_item(facts, other, rng, item_id, pairing)
+                    if item is not None:
+                        items.append(item)
+    return items
+
+
+def build_items(records: Iterable, seed: int = 0, per_record: int = 1, tasks: Iterable[str] | None = None,
+                measurements: MeasurementSource | str = "auto", progress: bool = False,
+                total: int | None = None) -> Iterator[Item]:
+    """Items of every task type for `records` (heartfast.io.Record objects), in a deterministic order."""
+    wanted = frozenset(tasks or TASKS)
+    unknown = wanted - set(TASKS)
+    if unknown:
+        raise ValueError(f"unknown task types: {sorted(unknown)}; known: {', '.join(TASKS)}")
+    splitter = PatientSplitter()
+    all_facts = []
+    for record in tqdm(records, total=total, disable=not progress, desc="instruct", unit="rec"):
+        facts = record_facts(record, splitter(record), measurements_for(record, measurements))
+        all_facts.append(facts)
+        yield from record_items(record, facts, seed, per_record, wanted)
+    if "ComparisonQA" in wanted:
+        yield from comparison_items(all_facts, seed, per_record)
+
+
+def count_table(items: Iterable[Item]) -> str:
+    """Per-task counts by split as a text table."""
+    counts: Counter = Counter((item.task, item.split) for item in items)
+    splits = ("train", "val", "test")
+    lines = [f"{'task':<24}" + "".join(f"{s:>8}" for s in splits) + f"{'total':>8}"]
+    for task in TASKS:
+        row = [counts[(task, s)] for s in splits]
+        if sum(row):
+            lines.append(f"{task:<24}" + "".join(f"{n:>8}" for n in row) + f"{sum(row):>8}")
+    totals = [sum(counts[(t, s)] for t in TASKS) for s in splits]
+    lines.append(f"{'all':<24}" + "".join(f"{n:>8}" for n in totals) + f"{sum(totals):>8}")
+    return "\n".join(lines)
