@@ -2,12 +2,27 @@
 
 Layout follows flash-attn: q [B, S, Hq, D], k/v [B, Sk, Hkv, D] with Hq % Hkv == 0 (grouped-query),
 or packed varlen q/k/v [T, H, D] with `cu_seqlens` (int32 [n + 1]) so batches never pay for padding.
-The torch reference below is the CPU path; faster backends plug in behind the same signature.
+Causal with Sk > S aligns the queries to the end of the keys (a cached prefix followed by the new chunk).
+
+Backends: `triton` (heartfast.kernels.flash_attention), `flash-attn`, `xformers`, `sdpa` (PyTorch; with
+GQA heads repeated, and varlen looped per sequence: the float32-exact reference and the CPU path). `auto`
+(default; `HEARTFAST_BACKEND` or the `backend` argument override it) takes the first usable entry of
+`AUTO_ORDER` on CUDA fp16/bf16 and SDPA otherwise; `torch` means `sdpa`.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from heartfast.ops.backend import has_module, requested_backend, triton_usable
+
+ATTENTION_BACKENDS = ("triton", "flash-attn", "xformers", "sdpa")
+# flash-attn first: the proven FA2 kernel wherever it is installed; the Triton kernel otherwise.
+AUTO_ORDER = ("flash-attn", "triton", "xformers", "sdpa")
+HALF = (torch.float16, torch.bfloat16)
+TRITON_MAX_HEAD_DIM = 128
+FLASH_ATTN_MAX_HEAD_DIM = 256
+_MODULES = {"flash-attn": "flash_attn", "xformers": "xformers"}
 
 
 def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
@@ -27,13 +42,114 @@ def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, ca
     return out.transpose(1, 2)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
-              scale: float | None = None, cu_seqlens: torch.Tensor | None = None,
-              max_seqlen: int | None = None) -> torch.Tensor:
-    """Attention output shaped like q. With `cu_seqlens`, q/k/v are packed [T, H, D] sequences."""
+def _sdpa(q, k, v, causal, scale, cu_seqlens) -> torch.Tensor:
     if cu_seqlens is None:
         return attention_reference(q, k, v, causal=causal, scale=scale)
     bounds = cu_seqlens.tolist()
     pieces = [attention_reference(q[None, a:b], k[None, a:b], v[None, a:b], causal=causal, scale=scale)[0]
               for a, b in zip(bounds[:-1], bounds[1:])]
     return torch.cat(pieces, dim=0)
+
+
+def _triton(q, k, v, causal, scale, cu_seqlens, max_seqlen) -> torch.Tensor:
+    from heartfast.kernels.flash_attention import flash_attention
+
+    if cu_seqlens is None:
+        return flash_attention(q, k, v, causal=causal, scale=scale)
+    return flash_attention(q, k, v, causal=causal, scale=scale, cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens,
+                           max_seqlen_q=max_seqlen, max_seqlen_k=max_seqlen)
+
+
+def _flash_attn(q, k, v, causal, scale, cu_seqlens, max_seqlen) -> torch.Tensor:
+    from flash_attn import flash_attn_func, flash_attn_varlen_func
+
+    if cu_seqlens is None:
+        return flash_attn_func(q, k, v, softmax_scale=scale, causal=causal)
+    return flash_attn_varlen_func(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, softmax_scale=scale,
+                                  causal=causal)
+
+
+def _xformers(q, k, v, causal, scale, cu_seqlens) -> torch.Tensor:
+    from xformers.ops import fmha
+
+    bias = None
+    if cu_seqlens is not None:
+        lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+        mask_type = fmha.attn_bias.BlockDiagonalCausalMask if causal else fmha.attn_bias.BlockDiagonalMask
+        bias = mask_type.from_seqlens(lengths)
+        q, k, v = q[None], k[None], v[None]
+    elif causal:
+        bias = (fmha.attn_bias.LowerTriangularMask() if q.shape[1] == k.shape[1]
+                else fmha.attn_bias.LowerTriangularFromBottomRightMask())
+    batch, seq, heads, dim = q.shape
+    kv_heads = k.shape[2]
+    groups = heads // kv_heads
+    if groups > 1:  # BMGHK: a broadcast view of the KV heads, no copy
+        q = q.view(batch, seq, kv_heads, groups, dim)
+        k = k[:, :, :, None].expand(-1, -1, -1, groups, -1)
+        v = v[:, :, :, None].expand(-1, -1, -1, groups, -1)
+    out = fmha.memory_efficient_attention(q, k, v, attn_bias=bias, scale=scale).reshape(batch, seq, heads, dim)
+    return out[0] if cu_seqlens is not None else out
+
+
+def backend_supports(name: str, q: torch.Tensor) -> bool:
+    """Whether backend `name` is installed and handles q's device, dtype and head dim."""
+    if name == "sdpa":
+        return True
+    if name == "triton":
+        return triton_usable(q) and q.shape[-1] <= TRITON_MAX_HEAD_DIM
+    if not has_module(_MODULES[name]) or not q.is_cuda:
+        return False
+    if name == "flash-attn":
+        return q.dtype in HALF and q.shape[-1] <= FLASH_ATTN_MAX_HEAD_DIM and q.shape[-1] % 8 == 0
+    return q.dtype in HALF + (torch.float32,)
+
+
+def choose_backend(q: torch.Tensor, backend: str | None = None) -> str:
+    """Resolve `backend` (or HEARTFAST_BACKEND) to one of ATTENTION_BACKENDS for tensors like q."""
+    choice = (backend or requested_backend()).lower()
+    if choice == "torch":
+        return "sdpa"
+    if choice in ATTENTION_BACKENDS:
+        if not backend_supports(choice, q):
+            raise RuntimeError(f"attention backend {choice!r} cannot run {q.dtype} head dim {q.shape[-1]} on "
+                               f"{q.device} here (not installed, no CUDA, or unsupported shape)")
+        return choice
+    if choice != "auto":
+        raise ValueError(f"unknown attention backend {choice!r}; expected auto, torch or {ATTENTION_BACKENDS}")
+    if q.is_cuda and q.dtype in HALF:
+        return next(name for name in AUTO_ORDER if backend_supports(name, q))
+    return "sdpa"
+
+
+def _check_shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                  cu_seqlens: torch.Tensor | None) -> None:
+    packed = cu_seqlens is not None
+    if q.dim() != (3 if packed else 4) or k.dim() != q.dim() or v.shape != k.shape:
+        layout = "[T, H, D] with cu_seqlens" if packed else "[B, S, H, D]"
+        raise ValueError(f"attention expects q/k/v as {layout}; got {tuple(q.shape)}, {tuple(k.shape)}, "
+                         f"{tuple(v.shape)}")
+    if q.shape[-1] != k.shape[-1] or q.shape[-2] % k.shape[-2]:
+        raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} need the same head dim and Hq % Hkv == 0")
+    if packed and (cu_seqlens.dtype != torch.int32 or cu_seqlens.dim() != 1 or q.shape[0] != k.shape[0]):
+        raise ValueError("cu_seqlens must be int32 [n + 1] over packed q/k/v with the same number of rows")
+    if not packed and (q.shape[0] != k.shape[0] or (causal and k.shape[1] < q.shape[1])):
+        raise ValueError(f"batch sizes differ or causal attention has fewer keys than queries: q {tuple(q.shape)}, "
+                         f"k {tuple(k.shape)}")
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
+              scale: float | None = None, cu_seqlens: torch.Tensor | None = None,
+              max_seqlen: int | None = None, backend: str | None = None) -> torch.Tensor:
+    """Attention output shaped like q. With `cu_seqlens`, q/k/v are packed [T, H, D] sequences."""
+    _check_shapes(q, k, v, causal, cu_seqlens)
+    name = choose_backend(q, backend)
+    if name == "sdpa":
+        return _sdpa(q, k, v, causal, scale, cu_seqlens)
+    if name == "xformers":
+        return _xformers(q, k, v, causal, scale, cu_seqlens)
+    if cu_seqlens is not None and max_seqlen is None:
+        max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max().item())
+    if name == "flash-attn":
+        return _flash_attn(q, k, v, causal, scale, cu_seqlens, max_seqlen)
+    return _triton(q, k, v, causal, scale, cu_seqlens, max_seqlen)

@@ -1,8 +1,10 @@
 """Backend choice for every op: the Triton kernel, an optional library, or the torch reference.
 
 `HEARTFAST_BACKEND=torch|triton|auto` overrides (default auto). `auto` uses Triton on CUDA tensors when
-triton imports, else the torch reference (the CPU path). Forcing `triton` on CPU tensors only works under
-the Triton interpreter (`TRITON_INTERPRET=1`), which is how the tests run kernels here.
+triton imports, else the torch reference (the CPU path). Attention also accepts the library names
+`flash-attn`, `xformers` and `sdpa` (see heartfast.ops.attention); every other op reads those as `auto`.
+Forcing `triton` on CPU tensors only works under the Triton interpreter (`TRITON_INTERPRET=1`), which is
+how the tests run kernels here.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from functools import lru_cache
 
 import torch
 
-BACKENDS = ("torch", "triton", "auto")
+BACKENDS = ("torch", "triton", "auto", "flash-attn", "xformers", "sdpa")
 
 
 def requested_backend() -> str:

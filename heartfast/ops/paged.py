@@ -1,0 +1,143 @@
+"""Paged-KV attention for the engine: cache writes by slot, decode steps, prefill over cached prefixes.
+
+Cache layout: k_cache / v_cache [num_blocks, block_size, Hkv, D]; block_tables int32 [batch, max_blocks]
+maps sequence b's logical block i (positions i*block_size ...) to a physical block; seq_lens int32 [batch]
+counts the tokens cached for b (new tokens included once written). A slot is block * block_size + offset;
+slot -1 marks a padding token that is not written.
+
+Backends: `triton` (heartfast.kernels.paged_attention), `flash-attn` for decode (flash_attn_with_kvcache;
+FA2 needs block_size % 256 == 0) and the torch reference (`torch`/`sdpa`: gather each sequence's blocks and
+run dense attention; the CPU path). `auto` uses Triton on CUDA tensors, the reference otherwise; where
+an op has no flash-attn path, `flash-attn` reads as `auto`.
+"""
+from __future__ import annotations
+
+import torch
+
+from heartfast.ops.attention import attention_reference
+from heartfast.ops.backend import has_module, requested_backend, use_triton
+
+FLASH_ATTN_PAGE_MULTIPLE = 256
+
+
+def _wants(backend: str | None, *tensors: torch.Tensor, flash_attn: bool = False) -> str:
+    """'triton', 'flash-attn' (only where the op has a flash-attn path) or 'torch' for this call."""
+    choice = (backend or requested_backend()).lower()
+    if choice == "flash-attn" and flash_attn:
+        return "flash-attn"
+    if choice in ("sdpa", "xformers"):  # no paged path of their own: the torch reference
+        return "torch"
+    return "triton" if use_triton(*tensors, backend=choice) else "torch"
+
+
+def gather_cache(cache: torch.Tensor, block_table: torch.Tensor, length: int) -> torch.Tensor:
+    """The first `length` cached rows [length, Hkv, D] of one sequence, in position order."""
+    block_size = cache.shape[1]
+    blocks = block_table[: -(-length // block_size)].long()
+    return cache[blocks].flatten(0, 1)[:length]
+
+
+def reshape_and_cache_reference(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                                slot_mapping: torch.Tensor) -> None:
+    keep = slot_mapping >= 0
+    slots = slot_mapping[keep].long()
+    block_size = k_cache.shape[1]
+    k_cache[slots // block_size, slots % block_size] = k[keep].to(k_cache.dtype)
+    v_cache[slots // block_size, slots % block_size] = v[keep].to(v_cache.dtype)
+
+
+def paged_decode_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
+                           seq_lens: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    out = torch.zeros_like(q)
+    for b, length in enumerate(seq_lens.tolist()):
+        if length:
+            k = gather_cache(k_cache, block_tables[b], length)[None].to(q.dtype)
+            v = gather_cache(v_cache, block_tables[b], length)[None].to(q.dtype)
+            out[b] = attention_reference(q[b][None, None], k, v, scale=scale)[0, 0]
+    return out
+
+
+def paged_prefill_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                            block_tables: torch.Tensor, cu_seqlens_q: torch.Tensor, seq_lens: torch.Tensor,
+                            scale: float | None = None) -> torch.Tensor:
+    out = torch.empty_like(q)
+    bounds = cu_seqlens_q.tolist()
+    for b, length in enumerate(seq_lens.tolist()):
+        start, stop = bounds[b], bounds[b + 1]
+        if stop > start:
+            k = gather_cache(k_cache, block_tables[b], length)[None].to(q.dtype)
+            v = gather_cache(v_cache, block_tables[b], length)[None].to(q.dtype)
+            out[start:stop] = attention_reference(q[None, start:stop], k, v, causal=True, scale=scale)[0]
+    return out
+
+
+def _check(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
+           seq_lens: torch.Tensor) -> None:
+    if k_cache.dim() != 4 or v_cache.shape != k_cache.shape:
+        raise ValueError(f"k_cache/v_cache must both be [num_blocks, block_size, Hkv, D]; got "
+                         f"{tuple(k_cache.shape)} and {tuple(v_cache.shape)}")
+    if q.shape[-1] != k_cache.shape[3] or q.shape[-2] % k_cache.shape[2]:
+        raise ValueError(f"queries {tuple(q.shape)} do not fit the cache {tuple(k_cache.shape)}: same head dim "
+                         "and Hq a multiple of Hkv needed")
+    if block_tables.dtype != torch.int32 or seq_lens.dtype != torch.int32 or block_tables.dim() != 2:
+        raise ValueError("block_tables must be int32 [batch, max_blocks] and seq_lens int32 [batch]")
+
+
+def reshape_and_cache(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                      slot_mapping: torch.Tensor, *, backend: str | None = None) -> None:
+    """Write new k/v [T, Hkv, D] into the paged caches in place at slot_mapping [T] (-1: skip)."""
+    if k.shape != v.shape or k.dim() != 3 or k.shape[1:] != k_cache.shape[2:] or slot_mapping.shape != k.shape[:1]:
+        raise ValueError(f"k/v {tuple(k.shape)} must be [T, Hkv, D] matching the cache {tuple(k_cache.shape)} "
+                         f"with one slot per token (slot_mapping {tuple(slot_mapping.shape)})")
+    if _wants(backend, k, k_cache) == "triton":
+        from heartfast.kernels.paged_attention import reshape_and_cache as kernel
+
+        kernel(k, v, k_cache, v_cache, slot_mapping)
+    else:
+        reshape_and_cache_reference(k, v, k_cache, v_cache, slot_mapping)
+
+
+def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
+                 seq_lens: torch.Tensor, scale: float | None = None, *, num_splits: int | None = None,
+                 max_seq_len: int | None = None, backend: str | None = None) -> torch.Tensor:
+    """One decode step: q [B, Hq, D] over each sequence's seq_lens[b] cached tokens -> [B, Hq, D].
+
+    Triton splits long contexts across programs when the batch is small (`num_splits` None: automatic,
+    1: off); `max_seq_len` (optional) bounds the longest context, sparing a device sync.
+    """
+    _check(q, k_cache, v_cache, block_tables, seq_lens)
+    wanted = _wants(backend, q, k_cache, flash_attn=True)
+    if wanted == "flash-attn":
+        if not (has_module("flash_attn") and q.is_cuda and k_cache.shape[1] % FLASH_ATTN_PAGE_MULTIPLE == 0):
+            raise RuntimeError("flash-attn paged decode needs flash_attn installed, CUDA tensors and block_size "
+                               f"a multiple of {FLASH_ATTN_PAGE_MULTIPLE}")
+        from flash_attn import flash_attn_with_kvcache
+
+        return flash_attn_with_kvcache(q[:, None], k_cache, v_cache, cache_seqlens=seq_lens,
+                                       block_table=block_tables, softmax_scale=scale)[:, 0]
+    if wanted == "triton":
+        from heartfast.kernels.paged_attention import paged_decode as kernel
+
+        return kernel(q, k_cache, v_cache, block_tables, seq_lens, scale, num_splits=num_splits,
+                      max_seq_len=max_seq_len)
+    return paged_decode_reference(q, k_cache, v_cache, block_tables, seq_lens, scale)
+
+
+def paged_prefill(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
+                  cu_seqlens_q: torch.Tensor, seq_lens: torch.Tensor, scale: float | None = None, *,
+                  max_seqlen_q: int | None = None, backend: str | None = None) -> torch.Tensor:
+    """Packed new tokens q [T, Hq, D] (cu_seqlens_q) attend causally over cached prefix + themselves.
+
+    seq_lens counts each sequence's whole context including the new tokens, whose K/V must already be
+    in the cache (write them with `reshape_and_cache` first).
+    """
+    _check(q, k_cache, v_cache, block_tables, seq_lens)
+    if cu_seqlens_q.dtype != torch.int32 or cu_seqlens_q.numel() != seq_lens.numel() + 1:
+        raise ValueError("cu_seqlens_q must be int32 [batch + 1] alongside seq_lens [batch]")
+    if _wants(backend, q, k_cache) == "triton":
+        from heartfast.kernels.paged_attention import paged_prefill as kernel
+
+        if max_seqlen_q is None:
+            max_seqlen_q = int((cu_seqlens_q[1:] - cu_seqlens_q[:-1]).max().item())
+        return kernel(q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, scale, max_seqlen_q=max_seqlen_q)
+    return paged_prefill_reference(q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, scale)
