@@ -129,3 +129,13 @@ def test_resampling_moves_signal_and_annotations(shared_data, tmp_path):
     np.testing.assert_allclose(record.signal[1, 1000:1500], original.signal[1, 2000:3000:2], atol=0.05)
     qrs = original.annotations.waves["II"]["QRS_peak"]
     np.testing.assert_array_equal(record.annotations.waves["II"]["QRS_peak"], np.rint(qrs / 2).astype(np.int64))
+
+
+def test_synthetic_source(tmp_path):
+    pytest.importorskip("heartfast.signal.synthetic")
+    result = prepare("synthetic:20:3", tmp_path / "out", fs=500, shard_size=8, progress=False)
+    assert (result.records, result.shards_written, result.bad) == (20, 3, [])
+    dataset = ShardDataset(tmp_path / "out")
+    fresh = list_records("synthetic:20:3")[13].load()
+    np.testing.assert_array_equal(dataset[13].signal, fresh.signal)   # deterministic per seed
+    assert dataset[13].labels == fresh.labels and dataset[13].database == "synthetic"

@@ -6,6 +6,7 @@ need (PTB-XL's csv files, LUDB's diagnoses table) are fetched too.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 PHYSIONET_DATABASES: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -35,7 +36,9 @@ def download(name: str, to: str | Path) -> Path:
         if extra_files:
             wfdb.dl_files(db_dir, str(to), list(extra_files))
     except Exception as exc:  # requests/urllib/wfdb raise many types for one cause: no usable network
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        text = str(exc).strip()
+        errno = re.search(r"\[Errno -?\d+\][^'\")]*", text)   # the root cause inside urllib3's long message
+        reason = errno[0].strip() if errno else (text.splitlines() or [type(exc).__name__])[0]
         raise DownloadError(f"cannot download {name} (PhysioNet {db_dir}, tested version {version}) from "
                             f"{wfdb_download.PN_CONTENT_URL}: {reason[:200]} (no internet access?)") from None
     return to
