@@ -158,3 +158,13 @@ def test_folder_detection_and_cheap_count(shared_data):
     assert count_records(shared_data / "cinc2021") == 50
     assert [r.id for r in list_records(shared_data / "mitdb" / "100.hea")] == ["100"]
     assert len({ref.path for ref in refs}) == len(refs)
+
+
+def test_formats_read_through_wfdb_fallback(shared_data, tmp_path):
+    """A format our numpy decoder does not handle (61: big-endian 16 bit) goes through wfdb, same values."""
+    src = shared_data / "ptb-xl" / "records100" / "00000" / "00001_lr"
+    samples = np.fromfile(f"{src}.dat", dtype="<i2")
+    samples.astype(">i2").tofile(tmp_path / "00001_lr.dat")
+    header = (shared_data / "ptb-xl" / "records100" / "00000" / "00001_lr.hea").read_text()
+    (tmp_path / "00001_lr.hea").write_text(header.replace(".dat 16 ", ".dat 61 "))
+    np.testing.assert_array_equal(read_wfdb(tmp_path / "00001_lr").signal, read_wfdb(src).signal)

@@ -51,13 +51,11 @@ def read_wfdb(path: str | Path, database: str = "wfdb", header: Header | None = 
 def read_signal(header: Header) -> np.ndarray:
     """Decode all signals of `header` to float32 [leads, samples] in mV."""
     digital = np.empty((len(header.signals), header.n_samples), dtype=np.int64)
-    row = 0
-    for file, specs in _group_by_file(header.signals):
-        digital[row:row + len(specs)] = _read_file(header, file, specs)
-        row += len(specs)
+    for file, rows in _rows_by_file(header.signals).items():
+        digital[rows] = _read_file(header, file, [header.signals[i] for i in rows])
     out = np.empty(digital.shape, dtype=np.float32)
     for i, spec in enumerate(header.signals):
-        invalid = digital[i] == _INVALID.get(spec.fmt, None)
+        invalid = digital[i] == _INVALID[spec.fmt] if spec.fmt in _INVALID else np.zeros(0, dtype=bool)
         if invalid.any():
             raise ECGDataError(_data_path(header, spec.file),
                                f"lead {spec.description!r} has {int(invalid.sum())} missing (NaN) samples")
@@ -67,14 +65,12 @@ def read_signal(header: Header) -> np.ndarray:
     return out
 
 
-def _group_by_file(signals: tuple[SignalSpec, ...]) -> list[tuple[str, list[SignalSpec]]]:
-    groups: list[tuple[str, list[SignalSpec]]] = []
-    for spec in signals:
-        if groups and groups[-1][0] == spec.file:
-            groups[-1][1].append(spec)
-        else:
-            groups.append((spec.file, [spec]))
-    return groups
+def _rows_by_file(signals: tuple[SignalSpec, ...]) -> dict[str, list[int]]:
+    """Signal rows per signal file, in header order (a file's signals are interleaved in it)."""
+    rows: dict[str, list[int]] = {}
+    for i, spec in enumerate(signals):
+        rows.setdefault(spec.file, []).append(i)
+    return rows
 
 
 def _data_path(header: Header, file: str) -> Path:
