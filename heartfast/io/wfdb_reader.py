@@ -6,8 +6,6 @@ invalid samples, unknown units or lead names) raises ECGDataError naming the fil
 """
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +16,6 @@ from heartfast.io.record import ECGDataError, Record, canonical_lead
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
 _BYTES_PER_SAMPLE = {"16": 2, "24": 3, "32": 4, "80": 1}   # 212 packs 2 samples in 3 bytes
 _INVALID = {"16": -(2 ** 15), "212": -(2 ** 11), "24": -(2 ** 23), "32": -(2 ** 31), "80": -128}
-
-
-def find_headers(folder: str | Path) -> list[Path]:
-    """All .hea files under `folder` (recursive), sorted; ECGDataError if there is none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ECGDataError(folder, "not a folder")
-    found = sorted(_walk_headers(folder))
-    if not found:
-        raise ECGDataError(folder, "no WFDB records (.hea files) found")
-    return found
-
-
-def _walk_headers(folder: Path) -> Iterator[Path]:
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        yield from (Path(root) / f for f in files if f.endswith(".hea"))
 
 
 def read_wfdb(path: str | Path, database: str = "wfdb", header: Header | None = None) -> Record:
