@@ -57,13 +57,24 @@ def _closed(task: str, facts: RecordFacts, rng: random.Random, index: int, modal
                 options, correct, evidence, f"{task}/{index}", [modality])
 
 
-def group_answer(facts: RecordFacts, group: str, rng: random.Random) -> tuple[str, set[str], list[Finding]]:
-    """Correct option of a group question: (text, codes it names, findings it rests on)."""
+_NORMAL_CODES = frozenset({"NORM", "SR"})
+
+
+def group_answer(facts: RecordFacts, group: str,
+                 rng: random.Random) -> tuple[str, set[str], list[Finding]] | None:
+    """Correct option of a group question: (text, codes it names, findings it rests on).
+
+    Stricter than Heartcare's rule in one case: a "normal" diagnosis or waveform answer is given only when
+    the record has no certain abnormal finding in any group (a sinus-bradycardia record with no diagnostic
+    label gets no diagnosis question rather than "Normal ECG"); then None is returned.
+    """
     in_group = [f for f in facts.findings if f.in_group(group)]
     certain = [f for f in in_group if f.certain]
     if certain:
         best = max(certain, key=lambda f: f.effective_likelihood)
         return cap(best.name), {best.code}, [best]
+    if group != "rhythm" and _has_abnormal(facts):
+        return None
     return rng.choice(NORMAL_VARIANTS[group]), {NORMAL}, in_group
 
 
@@ -76,7 +87,10 @@ def distractor_pool(facts: RecordFacts, group: str, answer_codes: set[str]) -> l
 
 def group_closed(facts: RecordFacts, group: str, rng: random.Random, index: int, modality: str,
                  item_id: str) -> Item | None:
-    answer, codes, basis = group_answer(facts, group, rng)
+    chosen = group_answer(facts, group, rng)
+    if chosen is None:
+        return None
+    answer, codes, basis = chosen
     pool = distractor_pool(facts, group, codes)
     if len(pool) < 3:
         return None
@@ -93,11 +107,17 @@ def graded_list(findings: list[Finding]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
+def _has_abnormal(facts: RecordFacts) -> bool:
+    return any(f.certain and f.code not in _NORMAL_CODES for f in facts.findings)
+
+
 def group_open(facts: RecordFacts, group: str, rng: random.Random, index: int, modality: str,
-               item_id: str) -> Item:
+               item_id: str) -> Item | None:
     in_group = [f for f in facts.findings if f.in_group(group)]
     if any(f.certain for f in in_group):
         answer = f"{cap(graded_list(in_group))}."
+    elif group != "rhythm" and _has_abnormal(facts):
+        return None
     else:
         answer = rng.choice(NORMAL_VARIANTS[group]) + "."
         if in_group:
@@ -153,6 +173,9 @@ def report_text(facts: RecordFacts) -> str:
         in_group = [f for f in facts.findings if f.in_group(group)]
         if in_group and any(f.certain for f in in_group):
             lines.append(f"{heading}: {graded_list(in_group)}.")
+        elif group != "rhythm" and _has_abnormal(facts):
+            if in_group:
+                lines.append(f"{heading}: {graded_list(in_group)}.")
         elif in_group:
             lines.append(f"{heading}: {NORMAL_VARIANTS[group][0].lower()}; {graded_list(in_group)} not excluded.")
         elif group != "waveform":

@@ -162,7 +162,7 @@ def patient_phrase(age: float | None, sex: str | None, over_89: bool, rng: rando
                            f"{article} {noun} aged 90 or more"))
     years = int(round(age))
     choices = [f"{'an' if str(years)[0] == '8' or years in (11, 18) else 'a'} {years}-year-old {noun}",
-               f"{article} {noun} aged {years}", f"{article} {noun}, {years} years old,"]
+               f"{article} {noun} aged {years}", f"{article} {noun} of {years} years"]
     if years >= 20:
         choices.append(f"{article} {noun} in their {years // 10 * 10}s" if noun in ("patient", "person", "adult")
                        else f"{article} {noun} in {'his' if sex == 'M' else 'her'} {years // 10 * 10}s")

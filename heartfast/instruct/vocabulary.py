@@ -215,6 +215,12 @@ def scp_code_for(code: str, system: str, description: str = "") -> str | None:
 _NEGATION = re.compile(r"\b(no|not|without|absence of|absent|negative for|rules? out|free of)\b[^.;,]{0,25}$")
 
 
+def is_negated(lowered: str, start: int) -> bool:
+    """Whether the mention starting at `start` of lower-cased text follows a negation in its clause."""
+    sentence_start = max(lowered.rfind(".", 0, start), lowered.rfind(";", 0, start)) + 1
+    return bool(_NEGATION.search(lowered[sentence_start:start]))
+
+
 def _phrases() -> list[tuple[str, str]]:
     pairs = []
     for code, st in STATEMENTS.items():
@@ -238,7 +244,6 @@ def find_statements(text: str) -> set[str]:
                 continue
             for i in range(m.start(), m.end()):
                 taken[i] = True
-            sentence_start = max(lowered.rfind(".", 0, m.start()), lowered.rfind(";", 0, m.start())) + 1
-            if not _NEGATION.search(lowered[sentence_start:m.start()]):
+            if not is_negated(lowered, m.start()):
                 found.add(code)
     return found
