@@ -1,0 +1,61 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+from toy_training import make_trainer  # noqa: E402
+
+from heartfast.train.loop import DataOrder  # noqa: E402
+from heartfast.train.schedule import lr_factor  # noqa: E402
+
+
+def test_interrupted_and_resumed_run_gives_the_same_losses(tmp_path):
+    full = [r["loss"] for r in make_trainer(str(tmp_path / "a")).fit()]
+    first = make_trainer(str(tmp_path / "b"))
+    first.fit(on_step=lambda row: setattr(first, "_stop_requested", row["step"] == 3))
+    assert first.step == 3 and (tmp_path / "b" / "latest.pt").exists()
+    resumed = make_trainer(str(tmp_path / "b")).fit()
+    assert [r["step"] for r in resumed] == list(range(1, 7))
+    assert [r["loss"] for r in resumed] == full
+    assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 6
+    assert (tmp_path / "b" / "loss.png").stat().st_size > 1000
+
+
+def test_accumulation_equals_one_big_batch(tmp_path):
+    big = [r["loss"] for r in make_trainer(str(tmp_path / "a"), steps=3).fit()]
+    acc = [r["loss"] for r in make_trainer(str(tmp_path / "b"), steps=3, accumulation=4).fit()]
+    assert acc == pytest.approx(big, rel=1e-5)
+
+
+def test_data_order_is_resumable_and_covers_epochs():
+    a = DataOrder(5, seed=3)
+    first = a.take(7)
+    b = DataOrder(5, seed=3)
+    b.position = 4
+    assert b.take(3) == first[4:]
+    assert sorted(first[:5]) == list(range(5))
+
+
+def test_schedules():
+    assert lr_factor(0, 10, 2) == 0.5 and lr_factor(1, 10, 2) == 1.0
+    assert lr_factor(10, 10, 2, "cosine") == pytest.approx(0.0)
+    assert lr_factor(6, 10, 2, "linear") == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        lr_factor(3, 10, 0, "step")
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(tmp_path):
+    script = Path(__file__).parent / "helpers" / "toy_training.py"
+
+    def run(nproc, batch):
+        out = subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
+                              "--standalone", str(script), str(tmp_path / f"p{nproc}"), str(batch)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert run(2, 8) == pytest.approx(run(1, 8), rel=1e-5)
