@@ -68,7 +68,8 @@ def _check(embeds: torch.Tensor, streams: Sequence[Stream]) -> int:
     return width
 
 
-def _run_layer(x: torch.Tensor, layer: Linear | Norm) -> torch.Tensor:
+def apply_layer(x: torch.Tensor, layer: Linear | Norm) -> torch.Tensor:
+    """One projector layer in plain torch: LayerNorm, or Linear with its optional GELU."""
     if isinstance(layer, Norm):
         return F.layer_norm(x, (x.shape[-1],), layer.weight, layer.bias, layer.eps)
     y = F.linear(x, layer.weight, layer.bias)
@@ -82,7 +83,7 @@ def dual_projection_reference(embeds: torch.Tensor, streams: Sequence[Stream]) -
     for s in streams:
         y = s.x
         for layer in s.layers:
-            y = _run_layer(y, layer)
+            y = apply_layer(y, layer)
         flat = flat.index_copy(0, s.rows, y.reshape(-1, width).to(flat.dtype))
     return flat.view(embeds.shape)
 
