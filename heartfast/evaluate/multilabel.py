@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from heartfast.instruct.vocabulary import STATEMENTS, SUPERCLASSES, find_statements, is_negated
+from heartfast.instruct.vocabulary import (
+    NORMAL, NORMAL_VARIANTS, STATEMENTS, SUPERCLASSES, find_statements, is_negated,
+)
 
 _CLASS_PATTERNS = {
     "NORM": r"\bnormal (?:ecg|electrocardiogram)\b|within normal limits|\bnorm\b",
@@ -70,9 +72,21 @@ def superclass_scores(truths: Sequence[set[str]], preds: Sequence[set[str]],
             "hamming_loss": wrong / n if n else None}
 
 
+_NORMAL_PHRASES = tuple(p.lower() for variants in NORMAL_VARIANTS.values() for p in variants)
+
+
+def statements_in_text(text: str) -> set[str]:
+    """SCP codes a text names, plus the pseudo-code NORMAL where it gives a "normal" answer variant."""
+    found = find_statements(text)
+    lowered = text.lower()
+    if any((i := lowered.find(p)) >= 0 and not is_negated(lowered, i) for p in _NORMAL_PHRASES):
+        found.add(NORMAL)
+    return found
+
+
 def label_f1(truth: set[str], text: str) -> float:
-    """F1 between the SCP statements of a record and those a text names (1.0 when both are empty)."""
-    pred = find_statements(text)
-    tp = len(truth & pred)
-    denom = len(truth) + len(pred)
-    return 1.0 if denom == 0 else 2 * tp / denom
+    """F1 between a record's SCP statements and those a text names. A reference without statements (a
+    "normal" answer) counts as the single label NORMAL, so an empty or off-topic answer scores 0 on it."""
+    truth = truth or {NORMAL}
+    pred = statements_in_text(text)
+    return 2 * len(truth & pred) / (len(truth) + len(pred))
