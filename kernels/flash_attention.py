@@ -48,6 +48,22 @@ def _bwd_q_configs() -> list[triton.Config]:
 
 
 @triton.jit
+def _load_tile(ptrs, row_mask, col_mask, CHECK_ROWS: tl.constexpr, CHECK_COLS: tl.constexpr):
+    """Load a 2-D tile, masking only the axes that can run out of bounds (unmasked loads vectorise best)."""
+    if CHECK_ROWS:
+        if CHECK_COLS:
+            tile = tl.load(ptrs, mask=row_mask[:, None] & col_mask[None, :], other=0.0)
+        else:
+            tile = tl.load(ptrs, mask=row_mask[:, None], other=0.0)
+    else:
+        if CHECK_COLS:
+            tile = tl.load(ptrs, mask=col_mask[None, :], other=0.0)
+        else:
+            tile = tl.load(ptrs)
+    return tile
+
+
+@triton.jit
 def _sequence_bounds(CU_Q, CU_K, off_b, seqlen_q, seqlen_k, VARLEN: tl.constexpr):
     """(first row, length) of sequence `off_b` for queries and keys."""
     if VARLEN:
@@ -80,13 +96,16 @@ def _visible_key_ranges(start_m, len_q, len_k, BLOCK_M: tl.constexpr, BLOCK_N: t
 @triton.jit
 def _fwd_loop(acc, l_i, m_i, q, K_base, V_base, stride_ks, stride_vs, offs_m, offs_d, d_mask, lo, hi,
               len_k, shift, qk_scale, BLOCK_N: tl.constexpr, MASK_SCORES: tl.constexpr, CAUSAL: tl.constexpr,
-              PRECISION: tl.constexpr):
-    """Online-softmax accumulation of query block q over keys [lo, hi) (scores in log2 units)."""
+              EVEN_D: tl.constexpr, PRECISION: tl.constexpr):
+    """Online-softmax accumulation of query block q over keys [lo, hi) (scores in log2 units).
+
+    MASK_SCORES off: every key of [lo, hi) is in bounds and visible, so loads and scores go unmasked.
+    """
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         n_mask = offs_n < len_k
-        kt = tl.load(K_base + offs_n[None, :] * stride_ks + offs_d[:, None], mask=n_mask[None, :] & d_mask[:, None],
-                     other=0.0)
+        kt = _load_tile(K_base + offs_n[None, :] * stride_ks + offs_d[:, None], d_mask, n_mask, not EVEN_D,
+                        MASK_SCORES)
         qk = tl.dot(q, kt, input_precision=PRECISION) * qk_scale
         if MASK_SCORES:
             valid = n_mask[None, :]
@@ -96,8 +115,8 @@ def _fwd_loop(acc, l_i, m_i, q, K_base, V_base, stride_ks, stride_vs, offs_m, of
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         p = tl.exp2(qk - m_new[:, None])
         alpha = tl.exp2(m_i - m_new)
-        v = tl.load(V_base + offs_n[:, None] * stride_vs + offs_d[None, :], mask=n_mask[:, None] & d_mask[None, :],
-                    other=0.0)
+        v = _load_tile(V_base + offs_n[:, None] * stride_vs + offs_d[None, :], n_mask, d_mask, MASK_SCORES,
+                       not EVEN_D)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         l_i = l_i * alpha + tl.sum(p, 1)
         m_i = m_new
@@ -110,8 +129,9 @@ def _flash_fwd_kernel(Q, K, V, O, LSE, CU_Q, CU_K, qk_scale, seqlen_q, seqlen_k,
                       stride_qb, stride_qs, stride_qh, stride_kb, stride_ks, stride_kh,
                       stride_vb, stride_vs, stride_vh, stride_ob, stride_os, stride_oh,
                       stride_lb, stride_ls, stride_lh,
-                      GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
-                      VARLEN: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                      GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
+                      CAUSAL: tl.constexpr, VARLEN: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+                      BLOCK_N: tl.constexpr):
     start_m = tl.program_id(0)
     if CAUSAL:  # heaviest query blocks first: better tail balance
         start_m = tl.num_programs(0) - 1 - start_m
@@ -139,9 +159,9 @@ def _flash_fwd_kernel(Q, K, V, O, LSE, CU_Q, CU_K, qk_scale, seqlen_q, seqlen_k,
     shift = len_k - len_q
     full_end, hi = _visible_key_ranges(start_m, len_q, len_k, BLOCK_M, BLOCK_N, CAUSAL)
     acc, l_i, m_i = _fwd_loop(acc, l_i, m_i, q, K_base, V_base, stride_ks, stride_vs, offs_m, offs_d, d_mask,
-                              0, full_end, len_k, shift, qk_scale, BLOCK_N, False, CAUSAL, PRECISION)
+                              0, full_end, len_k, shift, qk_scale, BLOCK_N, False, CAUSAL, EVEN_D, PRECISION)
     acc, l_i, m_i = _fwd_loop(acc, l_i, m_i, q, K_base, V_base, stride_ks, stride_vs, offs_m, offs_d, d_mask,
-                              full_end, hi, len_k, shift, qk_scale, BLOCK_N, True, CAUSAL, PRECISION)
+                              full_end, hi, len_k, shift, qk_scale, BLOCK_N, True, CAUSAL, EVEN_D, PRECISION)
 
     l_safe = tl.where(l_i > 0, l_i, 1.0)
     out = acc / l_safe[:, None]
@@ -166,20 +186,21 @@ def _row_dot_kernel(O, DO, DELTA, rows, HEAD_DIM: tl.constexpr, BLOCK_D: tl.cons
 @triton.jit
 def _bwd_kv_loop(dk, dv, k, v, Q_base, DO_base, LSE_base, DELTA_base, stride_qs, stride_dos, stride_ls,
                  offs_n, offs_d, d_mask, lo, hi, len_q, shift, qk_scale,
-                 BLOCK_M: tl.constexpr, MASK_SCORES: tl.constexpr, PRECISION: tl.constexpr):
-    """Accumulate dK, dV of one KV block over query rows [lo, hi) of one query head (transposed scores)."""
+                 BLOCK_M: tl.constexpr, MASK_SCORES: tl.constexpr, EVEN_D: tl.constexpr, PRECISION: tl.constexpr):
+    """Accumulate dK, dV of one KV block over query rows [lo, hi) of one query head (transposed scores).
+
+    Rows past len_q load as zeros (q, dO, lse, delta), which makes their contribution exactly zero.
+    """
     for start_m in range(lo, hi, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         m_mask = offs_m < len_q
         rows = offs_m.to(tl.int64)
-        qt = tl.load(Q_base + rows[None, :] * stride_qs + offs_d[:, None], mask=m_mask[None, :] & d_mask[:, None],
-                     other=0.0)
+        qt = _load_tile(Q_base + rows[None, :] * stride_qs + offs_d[:, None], d_mask, m_mask, not EVEN_D, True)
         lse = tl.load(LSE_base + rows * stride_ls, mask=m_mask, other=0.0) * 1.4426950408889634
         pt = tl.exp2(tl.dot(k, qt, input_precision=PRECISION) * qk_scale - lse[None, :])
         if MASK_SCORES:  # causal diagonal: key n is visible to query m when n <= m + shift
             pt = tl.where((offs_n[:, None] <= offs_m[None, :] + shift) & m_mask[None, :], pt, 0.0)
-        do = tl.load(DO_base + rows[:, None] * stride_dos + offs_d[None, :], mask=m_mask[:, None] & d_mask[None, :],
-                     other=0.0)
+        do = _load_tile(DO_base + rows[:, None] * stride_dos + offs_d[None, :], m_mask, d_mask, True, not EVEN_D)
         dv += tl.dot(pt.to(do.dtype), do, input_precision=PRECISION)
         delta = tl.load(DELTA_base + rows * stride_ls, mask=m_mask, other=0.0)
         dpt = tl.dot(v, tl.trans(do), input_precision=PRECISION)
@@ -196,8 +217,8 @@ def _flash_bwd_kv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, qk_scale, 
                          stride_vb, stride_vs, stride_vh, stride_dob, stride_dos, stride_doh,
                          stride_lb, stride_ls, stride_lh,
                          stride_dkb, stride_dks, stride_dkh, stride_dvb, stride_dvs, stride_dvh,
-                         GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
-                         VARLEN: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+                         GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
+                         CAUSAL: tl.constexpr, VARLEN: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                          BLOCK_N: tl.constexpr):
     start_n = tl.program_id(0)
     off_bh = tl.program_id(1)
@@ -238,10 +259,10 @@ def _flash_bwd_kv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, qk_scale, 
         DELTA_base = DELTA + off_b * stride_lb + off_h * stride_lh + q_off * stride_ls
         dk, dv = _bwd_kv_loop(dk, dv, k, v, Q_base, DO_base, LSE_base, DELTA_base, stride_qs, stride_dos,
                               stride_ls, offs_n, offs_d, d_mask, lo, full_start, len_q, shift, qk_scale,
-                              BLOCK_M, True, PRECISION)
+                              BLOCK_M, True, EVEN_D, PRECISION)
         dk, dv = _bwd_kv_loop(dk, dv, k, v, Q_base, DO_base, LSE_base, DELTA_base, stride_qs, stride_dos,
                               stride_ls, offs_n, offs_d, d_mask, full_start, len_q, len_q, shift, qk_scale,
-                              BLOCK_M, False, PRECISION)
+                              BLOCK_M, False, EVEN_D, PRECISION)
     tl.store(DK + off_b * stride_dkb + off_kh * stride_dkh + k_rows[:, None] * stride_dks + offs_d[None, :],
              (dk * sm_scale).to(DK.dtype.element_ty), mask=kv_mask)
     tl.store(DV + off_b * stride_dvb + off_kh * stride_dvh + k_rows[:, None] * stride_dvs + offs_d[None, :],
@@ -251,15 +272,15 @@ def _flash_bwd_kv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, qk_scale, 
 @triton.jit
 def _bwd_q_loop(dq, q, do, lse, delta, K_base, V_base, stride_ks, stride_vs, offs_m, offs_d, d_mask, lo, hi,
                 len_k, shift, qk_scale, BLOCK_N: tl.constexpr, MASK_SCORES: tl.constexpr, CAUSAL: tl.constexpr,
-                PRECISION: tl.constexpr):
+                EVEN_D: tl.constexpr, PRECISION: tl.constexpr):
     """Accumulate dQ of one query block over keys [lo, hi)."""
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         n_mask = offs_n < len_k
-        kt = tl.load(K_base + offs_n[None, :] * stride_ks + offs_d[:, None], mask=n_mask[None, :] & d_mask[:, None],
-                     other=0.0)
-        vt = tl.load(V_base + offs_n[None, :] * stride_vs + offs_d[:, None], mask=n_mask[None, :] & d_mask[:, None],
-                     other=0.0)
+        kt = _load_tile(K_base + offs_n[None, :] * stride_ks + offs_d[:, None], d_mask, n_mask, not EVEN_D,
+                        MASK_SCORES)
+        vt = _load_tile(V_base + offs_n[None, :] * stride_vs + offs_d[:, None], d_mask, n_mask, not EVEN_D,
+                        MASK_SCORES)
         p = tl.exp2(tl.dot(q, kt, input_precision=PRECISION) * qk_scale - lse[:, None])
         if MASK_SCORES:
             valid = n_mask[None, :]
@@ -279,8 +300,8 @@ def _flash_bwd_q_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU_Q, CU_K, qk_scale, sm_sc
                         stride_qb, stride_qs, stride_qh, stride_kb, stride_ks, stride_kh,
                         stride_vb, stride_vs, stride_vh, stride_dob, stride_dos, stride_doh,
                         stride_lb, stride_ls, stride_lh, stride_dqb, stride_dqs, stride_dqh,
-                        GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
-                        VARLEN: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+                        GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
+                        CAUSAL: tl.constexpr, VARLEN: tl.constexpr, PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
                         BLOCK_N: tl.constexpr):
     start_m = tl.program_id(0)
     if CAUSAL:
@@ -313,9 +334,9 @@ def _flash_bwd_q_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU_Q, CU_K, qk_scale, sm_sc
     shift = len_k - len_q
     full_end, hi = _visible_key_ranges(start_m, len_q, len_k, BLOCK_M, BLOCK_N, CAUSAL)
     dq = _bwd_q_loop(dq, q, do, lse, delta, K_base, V_base, stride_ks, stride_vs, offs_m, offs_d, d_mask,
-                     0, full_end, len_k, shift, qk_scale, BLOCK_N, False, CAUSAL, PRECISION)
+                     0, full_end, len_k, shift, qk_scale, BLOCK_N, False, CAUSAL, EVEN_D, PRECISION)
     dq = _bwd_q_loop(dq, q, do, lse, delta, K_base, V_base, stride_ks, stride_vs, offs_m, offs_d, d_mask,
-                     full_end, hi, len_k, shift, qk_scale, BLOCK_N, True, CAUSAL, PRECISION)
+                     full_end, hi, len_k, shift, qk_scale, BLOCK_N, True, CAUSAL, EVEN_D, PRECISION)
     tl.store(DQ + off_b * stride_dqb + off_h * stride_dqh + q_rows[:, None] * stride_dqs + offs_d[None, :],
              (dq * sm_scale).to(DQ.dtype.element_ty), mask=tile_mask)
 
@@ -365,7 +386,8 @@ class _Problem:
         return _rows_strides(x, self.varlen)
 
     def constants(self) -> dict:
-        return dict(GROUP=self.group, HEAD_DIM=self.head_dim, BLOCK_D=self.block_d, CAUSAL=self.causal,
+        return dict(GROUP=self.group, HEAD_DIM=self.head_dim, BLOCK_D=self.block_d,
+                    EVEN_D=self.head_dim == self.block_d, CAUSAL=self.causal,
                     VARLEN=self.varlen, PRECISION=self.precision)
 
 

@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from heartfast.kernels.autotune import configs
-from heartfast.kernels.flash_attention import LOG2E, MAX_HEAD_DIM, _visible_key_ranges
+from heartfast.kernels.flash_attention import LOG2E, MAX_HEAD_DIM, _load_tile, _visible_key_ranges
 
 SPLIT_CHUNK_ALIGN = 128  # split-KV chunks are multiples of every decode BLOCK_N candidate
 MIN_SPLIT_TOKENS = 256  # below this many tokens per chunk a split costs more than it hides
@@ -66,16 +66,23 @@ def _reshape_and_cache_kernel(K, V, KC, VC, SLOTS, block_size, kv_heads,
 @triton.jit
 def _paged_loop(acc, l_i, m_i, q, KC_head, VC_head, BT_row, block_size, stride_kcb, stride_kcs, stride_vcb,
                 stride_vcs, offs_m, offs_d, d_mask, lo, hi, end, shift, qk_scale,
-                BLOCK_N: tl.constexpr, MASK_SCORES: tl.constexpr, CAUSAL: tl.constexpr, PRECISION: tl.constexpr):
-    """Online softmax of query tile q over cached positions [lo, hi) (positions >= end are masked)."""
+                BLOCK_N: tl.constexpr, MASK_SCORES: tl.constexpr, CAUSAL: tl.constexpr, EVEN_D: tl.constexpr,
+                PRECISION: tl.constexpr):
+    """Online softmax of query tile q over cached positions [lo, hi) (positions >= end are masked).
+
+    MASK_SCORES off: every position of [lo, hi) is cached and visible, so loads and scores go unmasked.
+    """
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         n_mask = offs_n < end
-        block = tl.load(BT_row + offs_n // block_size, mask=n_mask, other=0).to(tl.int64)
+        if MASK_SCORES:
+            block = tl.load(BT_row + offs_n // block_size, mask=n_mask, other=0).to(tl.int64)
+        else:
+            block = tl.load(BT_row + offs_n // block_size).to(tl.int64)
         within = offs_n % block_size
         k_rows = block * stride_kcb + within * stride_kcs
         v_rows = block * stride_vcb + within * stride_vcs
-        kt = tl.load(KC_head + k_rows[None, :] + offs_d[:, None], mask=n_mask[None, :] & d_mask[:, None], other=0.0)
+        kt = _load_tile(KC_head + k_rows[None, :] + offs_d[:, None], d_mask, n_mask, not EVEN_D, MASK_SCORES)
         qk = tl.dot(q, kt.to(q.dtype), input_precision=PRECISION) * qk_scale
         if MASK_SCORES:
             valid = n_mask[None, :]
@@ -85,7 +92,7 @@ def _paged_loop(acc, l_i, m_i, q, KC_head, VC_head, BT_row, block_size, stride_k
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         p = tl.exp2(qk - m_new[:, None])
         alpha = tl.exp2(m_i - m_new)
-        v = tl.load(VC_head + v_rows[:, None] + offs_d[None, :], mask=n_mask[:, None] & d_mask[None, :], other=0.0)
+        v = _load_tile(VC_head + v_rows[:, None] + offs_d[None, :], n_mask, d_mask, MASK_SCORES, not EVEN_D)
         acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype), input_precision=PRECISION)
         l_i = l_i * alpha + tl.sum(p, 1)
         m_i = m_new
@@ -97,8 +104,8 @@ def _paged_loop(acc, l_i, m_i, q, KC_head, VC_head, BT_row, block_size, stride_k
 def _paged_decode_kernel(Q, KC, VC, BT, SEQ_LENS, O, PART_O, PART_LSE, qk_scale, block_size, chunk,
                          stride_qb, stride_qh, stride_kcb, stride_kcs, stride_kch, stride_vcb, stride_vcs, stride_vch,
                          stride_btb, stride_ob, stride_oh, stride_pob, stride_poh, stride_pos, stride_plb, stride_plh,
-                         GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_G: tl.constexpr,
-                         SPLIT: tl.constexpr, PRECISION: tl.constexpr, BLOCK_N: tl.constexpr):
+                         GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
+                         BLOCK_G: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr, BLOCK_N: tl.constexpr):
     off_b = tl.program_id(0)
     off_kh = tl.program_id(1)
     split = tl.program_id(2)
@@ -126,10 +133,10 @@ def _paged_decode_kernel(Q, KC, VC, BT, SEQ_LENS, O, PART_O, PART_LSE, qk_scale,
     BT_row = BT + off_b64 * stride_btb
     acc, l_i, m_i = _paged_loop(acc, l_i, m_i, q, KC_head, VC_head, BT_row, block_size, stride_kcb, stride_kcs,
                                 stride_vcb, stride_vcs, offs_g, offs_d, d_mask, start, full_end, end, 0, qk_scale,
-                                BLOCK_N, False, False, PRECISION)
+                                BLOCK_N, False, False, EVEN_D, PRECISION)
     acc, l_i, m_i = _paged_loop(acc, l_i, m_i, q, KC_head, VC_head, BT_row, block_size, stride_kcb, stride_kcs,
                                 stride_vcb, stride_vcs, offs_g, offs_d, d_mask, full_end, end, end, 0, qk_scale,
-                                BLOCK_N, True, False, PRECISION)
+                                BLOCK_N, True, False, EVEN_D, PRECISION)
     l_safe = tl.where(l_i > 0, l_i, 1.0)
     out = acc / l_safe[:, None]
     if SPLIT:
@@ -170,7 +177,7 @@ def _split_reduce_kernel(PART_O, PART_LSE, O, SEQ_LENS, chunk, num_splits, strid
 def _paged_prefill_kernel(Q, KC, VC, BT, CU_Q, SEQ_LENS, O, qk_scale, block_size, num_heads,
                           stride_qt, stride_qh, stride_kcb, stride_kcs, stride_kch, stride_vcb, stride_vcs, stride_vch,
                           stride_btb, stride_ot, stride_oh,
-                          GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+                          GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr,
                           PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     start_m = tl.num_programs(0) - 1 - tl.program_id(0)  # heaviest query blocks first
     off_bh = tl.program_id(1)
@@ -200,10 +207,10 @@ def _paged_prefill_kernel(Q, KC, VC, BT, CU_Q, SEQ_LENS, O, qk_scale, block_size
     BT_row = BT + off_b.to(tl.int64) * stride_btb
     acc, l_i, m_i = _paged_loop(acc, l_i, m_i, q, KC_head, VC_head, BT_row, block_size, stride_kcb, stride_kcs,
                                 stride_vcb, stride_vcs, offs_m, offs_d, d_mask, 0, full_end, len_k, shift, qk_scale,
-                                BLOCK_N, False, True, PRECISION)
+                                BLOCK_N, False, True, EVEN_D, PRECISION)
     acc, l_i, m_i = _paged_loop(acc, l_i, m_i, q, KC_head, VC_head, BT_row, block_size, stride_kcb, stride_kcs,
                                 stride_vcb, stride_vcs, offs_m, offs_d, d_mask, full_end, hi, len_k, shift, qk_scale,
-                                BLOCK_N, True, True, PRECISION)
+                                BLOCK_N, True, True, EVEN_D, PRECISION)
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
     tl.store(O + q_rows[:, None] * stride_ot + off_h * stride_oh + offs_d[None, :], out.to(O.dtype.element_ty),
              mask=tile_mask)
@@ -283,7 +290,7 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, 
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), v_cache.stride(0),
         v_cache.stride(1), v_cache.stride(2), block_tables.stride(0), out.stride(0), out.stride(1),
         part_o.stride(0), part_o.stride(1), part_o.stride(2) if split else 0, part_lse.stride(0),
-        part_lse.stride(1), GROUP=group, HEAD_DIM=head_dim, BLOCK_D=block_d,
+        part_lse.stride(1), GROUP=group, HEAD_DIM=head_dim, BLOCK_D=block_d, EVEN_D=head_dim == block_d,
         BLOCK_G=max(16, triton.next_power_of_2(group)), SPLIT=split, PRECISION=_precision(q))
     if split:
         _split_reduce_kernel[(batch, heads)](
@@ -308,5 +315,5 @@ def paged_prefill(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
         q, k_cache, v_cache, block_tables, cu_seqlens_q, seq_lens, out, scale * LOG2E, k_cache.shape[1], heads,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), v_cache.stride(0),
         v_cache.stride(1), v_cache.stride(2), block_tables.stride(0), out.stride(0), out.stride(1),
-        GROUP=group, HEAD_DIM=head_dim, BLOCK_D=block_d, PRECISION=_precision(q))
+        GROUP=group, HEAD_DIM=head_dim, BLOCK_D=block_d, EVEN_D=head_dim == block_d, PRECISION=_precision(q))
     return out
