@@ -1,0 +1,53 @@
+"""PTB-XL SCP statements used by the synthetic generator, and the English report built from them.
+
+The table mirrors PTB-XL's scp_statements.csv for the codes the generator can produce (description,
+statement kinds, diagnostic superclass and subclass), so labels look exactly like PTB-XL's. Axis deviation
+is not an SCP statement in PTB-XL (it is the `heart_axis` column); synthetic records carry it the same way,
+in `Record.extra['heart_axis']` ("LAD", "RAD" or "MID").
+"""
+from __future__ import annotations
+
+from heartfast.io.record import Label
+
+# code: (description, kinds, superclass, subclass)
+SCP_STATEMENTS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
+    "NORM": ("normal ECG", ("diagnostic",), "NORM", "NORM"),
+    "SR": ("sinus rhythm", ("rhythm",), "", ""),
+    "SBRAD": ("sinus bradycardia", ("rhythm",), "", ""),
+    "STACH": ("sinus tachycardia", ("rhythm",), "", ""),
+    "AFIB": ("atrial fibrillation", ("rhythm",), "", ""),
+    "1AVB": ("first degree AV block", ("diagnostic",), "CD", "_AVB"),
+    "CLBBB": ("complete left bundle branch block", ("diagnostic",), "CD", "CLBBB"),
+    "CRBBB": ("complete right bundle branch block", ("diagnostic",), "CD", "CRBBB"),
+    "LVH": ("left ventricular hypertrophy", ("diagnostic",), "HYP", "LVH"),
+    "STE_": ("non-specific ST elevation", ("form",), "", ""),
+    "STD_": ("non-specific ST depression", ("form",), "", ""),
+    "INVT": ("inverted T-waves", ("form",), "", ""),
+    "PVC": ("ventricular premature complex", ("form",), "", ""),
+    "LVOLT": ("low QRS voltages in the frontal and horizontal leads", ("form",), "", ""),
+}
+
+AXIS_DEVIATIONS = {"LAD": "left axis deviation", "RAD": "right axis deviation"}
+
+
+def scp_label(code: str) -> Label:
+    description, kinds, superclass, subclass = SCP_STATEMENTS[code]
+    return Label(code=code, system="scp", description=description, likelihood=100.0, kinds=kinds,
+                 superclass=superclass, subclass=subclass)
+
+
+def report_text(codes: list[str], axis: str, truth: dict) -> str:
+    """A short English report: rhythm and rate, findings, axis, intervals."""
+    rhythm = [c for c in codes if "rhythm" in SCP_STATEMENTS[c][1]]
+    others = [c for c in codes if c not in rhythm and c != "NORM"]
+    parts = [f"{SCP_STATEMENTS[rhythm[0]][0]} at {truth['hr_bpm']:.0f} bpm"]
+    parts += [SCP_STATEMENTS[c][0] for c in others]
+    if axis in AXIS_DEVIATIONS:
+        parts.append(AXIS_DEVIATIONS[axis])
+    if not others and axis == "MID":
+        parts.append("normal ECG")
+    intervals = f"QRS {truth['qrs_ms']:.0f} ms, QT/QTc {truth['qt_ms']:.0f}/{truth['qtc_bazett_ms']:.0f} ms"
+    if truth["pr_ms"] is not None:
+        intervals = f"PR {truth['pr_ms']:.0f} ms, " + intervals
+    parts.append(intervals)
+    return ". ".join(p[0].upper() + p[1:] for p in parts) + "."
