@@ -28,7 +28,7 @@ class ProjectorConfig:
     signal_dim: int = 128  # Beat latent width (Heartcare) or time-series encoder width (GEM)
     image_dim: int = 1152  # vision tower width
     hidden: int = 3072  # LLM embedding width H
-    image_tokens: int = 2  # Heartcare: tokens per image vector (k)
+    image_tokens: int = 2  # tokens per image vector: k = 2 for Heartcare, 1 for GEM
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
