@@ -5,7 +5,8 @@ first). Per fiducial: sensitivity = matched / expert points, positive predictive
 detected points, and the mean and SD of the signed error (detected - expert) in ms. Only the annotated
 stretches count: the annotated range where a database gives one (LUDB annotates the central part),
 otherwise the stretches around the annotated beats (QTDB annotates selected beats).
-Record level: heart rate, PR, QRS and QT from the expert points against ours (medians over beats),
+Record level: heart rate, PR, QRS and QT from the scored expert points (the lead's own annotations,
+or QTDB's all-lead ones) against each method's (medians over beats inside the annotated stretches),
 absolute errors and the share of records within HR ±5 bpm, PR ±20 ms, QRS ±12 ms, QT ±30 ms.
 
 Methods compared in one run: heartfast's batched delineator (all leads, multi-lead fusion) and
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -151,34 +152,14 @@ def record_intervals(points: Points, fs: float) -> dict[str, float]:
             "pr_interval": ms(pr), "qrs_duration": ms(qrs), "qt_interval": ms(qt)}
 
 
-def expert_global_points(record: Record) -> Points:
-    """Expert points fused over the annotated leads: per beat the earliest onset and the latest offset.
-
-    Databases that annotate all leads together (QTDB's 'all') are returned as they are.
-    """
-    waves = record.annotations.waves if record.annotations else {}
-    if "all" in waves or len(waves) <= 1:
-        return dict(next(iter(waves.values()))) if waves else {}
-    fs = record.fs
-    fused: Points = {}
-    for name in FIDUCIALS:
-        marks = np.sort(np.concatenate([np.asarray(w.get(name, []), np.int64) for w in waves.values()]))
-        if len(marks) == 0:
-            continue
-        groups = np.split(marks, np.flatnonzero(np.diff(marks) > 0.1 * fs) + 1)  # one wave across leads
-        pick = np.min if name.endswith("_on") else np.max if name.endswith("_off") else np.median
-        fused[name] = np.asarray([int(pick(g)) for g in groups], np.int64)
-    return fused
-
-
 # ---------------------------------------------------------------------------------------------- methods
 
 @dataclass
 class MethodResult:
-    """Detected points for the scored lead, record-level intervals and run time of one method."""
+    """Detected points of one method: for the scored lead, for the record-level intervals; run time."""
 
     points: list[Points]
-    intervals: list[dict[str, float]]
+    interval_points: list[Points]
     seconds: float
 
 
@@ -187,7 +168,7 @@ def run_heartfast(records: Sequence[Record], lead: str, device: str = "cpu") -> 
     from heartfast.signal.delineate import delineate
 
     points: list[Points | None] = [None] * len(records)
-    intervals: list[dict | None] = [None] * len(records)
+    interval_points: list[Points | None] = [None] * len(records)
     groups: dict[tuple, list[int]] = {}
     for i, r in enumerate(records):
         groups.setdefault((r.fs, r.leads, r.n_samples), []).append(i)
@@ -206,8 +187,8 @@ def run_heartfast(records: Sequence[Record], lead: str, device: str = "cpu") -> 
             for f in ("P_peak", "QRS_peak", "T_peak"):  # peaks belong to the scored lead itself
                 own[f] = _valid(result.lead_points[f][j, lead_index])
             points[i] = own
-            intervals[i] = record_intervals(global_points, fs)
-    return MethodResult(points, intervals, seconds)
+            interval_points[i] = global_points
+    return MethodResult(points, interval_points, seconds)
 
 
 def _valid(t: torch.Tensor) -> np.ndarray:
@@ -229,7 +210,7 @@ def run_neurokit(records: Sequence[Record], lead: str, method: str) -> MethodRes
     keys = {"P_on": "ECG_P_Onsets", "P_peak": "ECG_P_Peaks", "P_off": "ECG_P_Offsets",
             "QRS_on": "ECG_R_Onsets", "QRS_off": "ECG_R_Offsets", "T_on": "ECG_T_Onsets",
             "T_peak": "ECG_T_Peaks", "T_off": "ECG_T_Offsets"}
-    points, intervals, seconds = [], [], 0.0
+    points, seconds = [], 0.0
     for r in records:
         x = r.signal[_lead_index(r.leads, lead)].astype(np.float64)
         start = time.perf_counter()
@@ -248,8 +229,7 @@ def run_neurokit(records: Sequence[Record], lead: str, method: str) -> MethodRes
             found = {name: found.get(name, np.zeros(0, np.int64)) for name in FIDUCIALS}
         seconds += time.perf_counter() - start
         points.append(found)
-        intervals.append(record_intervals(found, r.fs))
-    return MethodResult(points, intervals, seconds)
+    return MethodResult(points, points, seconds)
 
 
 # ---------------------------------------------------------------------------------------------- scoring
@@ -293,7 +273,7 @@ def score_method(name: str, records: Sequence[Record], result: MethodResult, lea
     points = {f: PointScore() for f in SCORED}
     errors: dict[str, list[float]] = {k: [] for k in INTERVALS}
     within_all = []
-    for record, found, ours in zip(records, result.points, result.intervals):
+    for record, found, for_intervals in zip(records, result.points, result.interval_points):
         expert = expert_points_for(record, lead)
         annotations = record.annotations
         regions = annotated_regions(expert, record.fs, annotations.annotated_range if annotations else None)
@@ -301,7 +281,8 @@ def score_method(name: str, records: Sequence[Record], result: MethodResult, lea
             points[f].add(_inside(expert.get(f, []), regions), _inside(found.get(f, []), regions), record.fs)
         truth = record.extra.get("truth") if record.database == "synthetic" else None
         reference = _truth_intervals(truth) if truth else record_intervals(
-            {f: _inside(v, regions) for f, v in expert_global_points(record).items()}, record.fs)
+            {f: _inside(v, regions) for f, v in expert.items()}, record.fs)
+        ours = record_intervals({f: _inside(v, regions) for f, v in for_intervals.items()}, record.fs)
         ok = True
         for k in INTERVALS:
             err = abs(ours[k] - reference[k])
@@ -372,5 +353,3 @@ def to_json(scores: Sequence[MethodScore], **meta) -> dict:
     return {**meta, "methods": [s.summary() for s in scores]}
 
 
-__all__ = ["match_points", "annotated_regions", "PointScore", "record_intervals", "expert_global_points",
-           "run_heartfast", "run_neurokit", "score_method", "evaluate", "format_tables", "to_json", "asdict"]
