@@ -174,3 +174,22 @@ def test_gem_projector_shares_the_mlp():
     out = projector.write(embeds, signal, rows[:3], image, rows[3:8])
     torch.testing.assert_close(out[rows[:3]], projector.project_signal(signal))
     assert torch.all(out[rows[8:]] == 0)
+
+
+def test_lora_model_saves_and_loads(tmp_path):
+    from heartfast.model.lora import LoraConfig
+
+    model, tokenizer = build_model("tiny")
+    model.add_lora(LoraConfig(r=4, alpha=8, dropout=0.0))
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"llm", "projector"}
+    assert all("lora_" in n for n, p in model.llm.named_parameters() if p.requires_grad)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    batch, _ = sample_batch(model.eval(), tokenizer)
+    model.save_pretrained(tmp_path, tokenizer)
+    loaded = HeartcareGPT.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch).logits, model(batch).logits)

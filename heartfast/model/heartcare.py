@@ -27,6 +27,7 @@ from heartfast.model.dspa import DualStreamProjector, ProjectorConfig
 from heartfast.model.llm import AttentionHook, DecoderConfig, DecoderLM, PackedCausal
 from heartfast.model.vision import ImageEncoder, VisionConfig
 from heartfast.model import vocab
+from heartfast.model.lora import LoraConfig
 
 SIGNAL_ENCODERS = ("beat", "timeseries")
 
@@ -41,7 +42,8 @@ class HeartcareConfig:
     timeseries: dict | None = None  # TimeSeriesConfig fields
     signal_mode: str = "continuous"  # continuous (latents through DSPA) | discrete (Beat codes as words)
     discrete_levels: int = 1  # discrete mode: residual levels spelled per query (the June code used 1)
-    token_ids: dict = field(default_factory=dict)  # marker / code token -> id, filled by `attach_vocabulary`
+    token_ids: dict = field(default_factory=dict)  # marker / code token -> id (presets.build_model fills it)
+    lora: dict | None = None  # LoraConfig fields once `add_lora` was called (re-applied on load)
 
     def __post_init__(self) -> None:
         if self.signal_encoder not in SIGNAL_ENCODERS:
@@ -142,6 +144,16 @@ class HeartcareGPT(nn.Module):
         from heartfast.model.timeseries import TimeSeriesConfig, TimeSeriesEncoder
 
         return TimeSeriesEncoder(TimeSeriesConfig(**(c.timeseries or {})))
+
+    def add_lora(self, config: LoraConfig) -> list[str]:
+        """LoRA on the decoder (stage 3): only the adapters and the projectors stay trainable."""
+        from heartfast.model.lora import apply_lora
+
+        self.requires_grad_(False)
+        names = apply_lora(self.llm, config)
+        self.projector.requires_grad_(True)
+        self.config.lora = config.to_dict()
+        return names
 
     def freeze_encoders(self) -> None:
         """The signal encoder and the vision tower are frozen in every HeartcareGPT / GEM stage."""
@@ -250,6 +262,10 @@ class HeartcareGPT(nn.Module):
             raise ValueError(f"{path}: not a HeartcareGPT config")
         with torch.device("meta"):
             model = cls(HeartcareConfig(**fields))
+            if model.config.lora is not None:
+                from heartfast.model.lora import LoraConfig, apply_lora
+
+                apply_lora(model.llm, LoraConfig(**model.config.lora), freeze_others=False)
         state = load_safetensors_dir(directory, device=device)
         expected = model.state_dict()
         tied = [k for k in expected if k not in state and k == "llm.lm_head.weight" and model.llm.config.tie_word_embeddings]
