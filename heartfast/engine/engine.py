@@ -1,0 +1,284 @@
+"""`Engine(model).generate(requests)`: batch inference over many ECG questions.
+
+Requests are prepared in groups: their ECG signals and images go through the encoders as whole batches
+(features cached by content, so the many questions Heartcare-Bench asks per ECG encode it once), the
+fused DSPA projection writes all of a group's prompt embeddings in one call, and the prompts enter the
+continuous-batching scheduler. Placeholder positions get cache keys derived from the ECG's identity,
+so requests that share an ECG and prompt prefix share its KV blocks.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from heartfast.engine.blocks import BlockManager
+from heartfast.engine.runner import KVCache, PagedKV, build_step
+from heartfast.engine.sampling import Sampler, SamplingParams
+from heartfast.engine.scheduler import Chunk, Scheduler, Sequence
+from heartfast.model.heartcare import HeartcareGPT, MultimodalBatch, build_input_ids
+from heartfast.model.llm import DecoderLM
+
+
+@dataclass
+class Request:
+    """One question. `prompt` is text with `<signal>` / `<image>` markers (one per ECG / image), or token ids."""
+
+    id: str
+    prompt: str | list[int]
+    signals: list = field(default_factory=list)     # each [leads, T] (numpy or tensor) at signal_fs
+    signal_fs: float = 500.0
+    images: list = field(default_factory=list)      # each [3, H, W] or lead crops [12, 3, h, w], in [0, 1]
+    keys: list[str] | None = None                   # identity per signal then image (default: content hash)
+    params: SamplingParams = field(default_factory=SamplingParams)
+
+
+@dataclass
+class Result:
+    id: str
+    text: str
+    token_ids: list[int]
+    finish_reason: str          # stop | length
+    prompt_tokens: int
+
+
+@dataclass
+class EngineStats:
+    requests: int = 0
+    ecgs: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    output_tokens: int = 0
+    steps: int = 0
+    preemptions: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        s = max(self.seconds, 1e-9)
+        return (f"{self.requests} requests, {self.ecgs} ECGs in {self.seconds:.2f} s: {self.ecgs / s:.2f} ECGs/s, "
+                f"{self.output_tokens / s:.1f} output tokens/s, {self.requests / s:.2f} requests/s; prefix cache "
+                f"served {self.cached_prompt_tokens}/{self.prompt_tokens} prompt tokens; {self.preemptions} preemptions")
+
+
+def content_key(array) -> str:
+    data = array.detach().cpu().numpy() if torch.is_tensor(array) else np.asarray(array)
+    return hashlib.sha1(np.ascontiguousarray(data).tobytes() + str(data.shape).encode()).hexdigest()
+
+
+class Engine:
+    def __init__(self, model: HeartcareGPT | DecoderLM, tokenizer=None, *, block_size: int = 16,
+                 num_blocks: int | None = None, max_batched_tokens: int = 4096, max_seqs: int = 64,
+                 prefix_cache: bool = True, gpu_memory_fraction: float = 0.5) -> None:
+        self.model = model.eval()
+        self.lm: DecoderLM = model.llm if isinstance(model, HeartcareGPT) else model
+        self.tokenizer = tokenizer
+        param = next(self.lm.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        cfg = self.lm.config
+        self.max_model_len = min(cfg.max_position_embeddings, cfg.sliding_window or cfg.max_position_embeddings)
+        if num_blocks is None:
+            num_blocks = self._default_blocks(block_size, max_seqs, gpu_memory_fraction)
+        self.blocks = BlockManager(num_blocks, block_size, enable_prefix_cache=prefix_cache)
+        self.cache = KVCache(self.lm, num_blocks, block_size, self.dtype, self.device)
+        self.max_batched_tokens, self.max_seqs = max_batched_tokens, max_seqs
+        self.sampler = Sampler()
+        self.stop_ids = set()
+        if tokenizer is not None and tokenizer.eos_token_id is not None:
+            self.stop_ids.add(int(tokenizer.eos_token_id))
+        self._features: dict[tuple[str, str], torch.Tensor] = {}
+        self.stats = EngineStats()
+
+    def _default_blocks(self, block_size: int, max_seqs: int, fraction: float) -> int:
+        per_block = KVCache.bytes_per_block(self.lm, block_size, self.dtype)
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return max(1, int(free * fraction) // per_block)
+        return max_seqs * -(-min(self.max_model_len, 2048) // block_size)
+
+    # ---- preparation: encoders and projection on whole groups ---------------------------------
+    def _features_for(self, kind: str, items: list, keys: list[str], fs: float) -> list[torch.Tensor]:
+        """Encoder features per item, computed once per key, new items batched by shape."""
+        todo: dict[tuple, list[int]] = {}
+        for i, key in enumerate(keys):
+            if (kind, key) not in self._features:
+                todo.setdefault(tuple(np.shape(items[i])), []).append(i)
+        for group in todo.values():
+            stacked = torch.stack([torch.as_tensor(np.asarray(items[i]) if not torch.is_tensor(items[i]) else items[i],
+                                                   dtype=torch.float32) for i in group]).to(self.device)
+            if kind == "signal":
+                feats = self.model.signal_features(stacked, fs)
+            elif kind == "codes":
+                feats = self.model.signal_codes(stacked, fs)
+            else:
+                feats = self.model.image_features(stacked.to(self.dtype))
+            for i, f in zip(group, feats):
+                self._features[(kind, keys[i])] = f
+        return [self._features[(kind, k)] for k in keys]
+
+    def _prepare(self, requests: Seq[Request], first_key: int) -> list[tuple[Sequence, torch.Tensor | None]]:
+        if not isinstance(self.model, HeartcareGPT):
+            if any(r.signals or r.images for r in requests):
+                raise ValueError("this engine serves a text-only decoder: requests cannot carry signals or images")
+            return [(self._sequence(r, first_key + i, self._ids(r)), None) for i, r in enumerate(requests)]
+        discrete = self.model.config.signal_mode == "discrete"
+        spans = self.model.spans
+        all_ids, sig_feats, img_feats, seq_keys = [], [], [], []
+        for r in requests:
+            keys = r.keys or [content_key(x) for x in (*r.signals, *r.images)]
+            if len(keys) != len(r.signals) + len(r.images):
+                raise ValueError(f"request {r.id}: {len(keys)} keys for {len(r.signals)} signals + {len(r.images)} images")
+            s_keys, i_keys = keys[:len(r.signals)], keys[len(r.signals):]
+            sig = self._features_for("codes" if discrete else "signal", r.signals, s_keys, r.signal_fs)
+            img = self._features_for("image", r.images, i_keys, 0.0)
+            if isinstance(r.prompt, str):
+                ids = build_input_ids(self.tokenizer, r.prompt, spans,
+                                      signal_tokens=[f.shape[0] for f in sig] if not discrete else 0,
+                                      image_tokens=[f.shape[0] * self.model.projector.image_tokens for f in img],
+                                      signal_codes=sig if discrete else None,
+                                      levels=self.model.config.discrete_levels)
+            else:
+                ids = list(r.prompt)
+            all_ids.append(ids)
+            if not discrete:
+                sig_feats += sig
+            img_feats += img
+            seq_keys.append(self._cache_keys(ids, s_keys if not discrete else [], i_keys))
+        flat = torch.tensor([t for ids in all_ids for t in ids], device=self.device)[None]
+        batch = MultimodalBatch(
+            input_ids=flat,
+            signal_features=torch.cat(sig_feats).to(self.device) if sig_feats else None,
+            image_features=torch.cat(img_feats).to(self.device) if img_feats else None)
+        with torch.inference_mode():
+            embeds = self.model.embed(batch)[0]
+        out, offset = [], 0
+        for i, (r, ids) in enumerate(zip(requests, all_ids)):
+            seq = self._sequence(r, first_key + i, ids)
+            seq.cache_keys = seq_keys[i]
+            out.append((seq, embeds[offset:offset + len(ids)]))
+            offset += len(ids)
+        return out
+
+    def _cache_keys(self, ids: list[int], signal_keys: list[str], image_keys: list[str]) -> list[int]:
+        """Token ids, except that placeholder positions are named by their ECG / image and index."""
+        tid = self.model.config.token_ids
+        placeholders = {tid["<signal>"]: iter(signal_keys), tid["<image>"]: iter(image_keys)}
+        keys, current, run = [], None, 0
+        for pos, t in enumerate(ids):
+            if t in placeholders:
+                if pos == 0 or ids[pos - 1] != t:
+                    current, run = next(placeholders[t], f"anon{pos}"), 0
+                keys.append(hash((current, run)))
+                run += 1
+            else:
+                keys.append(t)
+        return keys
+
+    def _ids(self, r: Request) -> list[int]:
+        if isinstance(r.prompt, str):
+            if self.tokenizer is None:
+                raise ValueError(f"request {r.id}: a text prompt needs the engine's tokenizer")
+            return self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"]
+        return list(r.prompt)
+
+    def _sequence(self, r: Request, key: int, ids: list[int]) -> Sequence:
+        if not ids:
+            raise ValueError(f"request {r.id}: empty prompt")
+        if len(ids) + r.params.max_tokens > self.max_model_len:
+            raise ValueError(f"request {r.id}: {len(ids)} prompt + {r.params.max_tokens} new tokens exceed the "
+                             f"model's {self.max_model_len}-token window")
+        return Sequence(r.id, key, ids, r.params, list(ids))
+
+    # ---- the loop ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, requests: Seq[Request], progress: bool = False) -> list[Result]:
+        """Answers in the order of `requests`."""
+        start = time.perf_counter()
+        scheduler = Scheduler(self.blocks, self.max_batched_tokens, self.max_seqs)
+        hits_before = self.blocks.hits
+        prompt_embeds: dict[int, torch.Tensor] = {}
+        results: dict[str, Result] = {}
+        pending = list(requests)
+        group = max(self.max_seqs, 1)
+        bar = tqdm(total=len(pending), disable=not progress, desc="infer", dynamic_ncols=True)
+        next_key, prepared = 0, 0
+        while prepared < len(pending) or scheduler.has_work:
+            if prepared < len(pending) and len(scheduler.waiting) < group:
+                chunk = pending[prepared:prepared + group]
+                for seq, emb in self._prepare(chunk, next_key):
+                    scheduler.add(seq)
+                    if emb is not None:
+                        prompt_embeds[seq.key] = emb
+                next_key += len(chunk)
+                prepared += len(chunk)
+                continue
+            chunks = scheduler.schedule()
+            if not chunks:
+                raise RuntimeError("the scheduler could not place any request: the KV cache is too small")
+            logits = self._forward(chunks, prompt_embeds)
+            sampled = [(c, row) for c, row in zip(chunks, logits) if c.samples]
+            for c in chunks:
+                scheduler.complete(c)
+            if sampled:
+                seqs = [c.seq for c, _ in sampled]
+                tokens = self.sampler(torch.stack([row for _, row in sampled]), [s.params for s in seqs],
+                                      [s.token_ids for s in seqs], [s.key for s in seqs])
+                for seq, token in zip(seqs, tokens):
+                    seq.output_ids.append(token)
+                    reason = self._finished(seq)
+                    if reason:
+                        scheduler.finish(seq, reason)
+                        self.sampler.release(seq.key)
+                        prompt_embeds.pop(seq.key, None)
+                        results[seq.request_id] = self._result(seq)
+                        bar.update(1)
+            self.stats.steps += 1
+        bar.close()
+        self.stats.requests += len(requests)
+        self.stats.ecgs += len({k for r in requests for k in (r.keys or [content_key(x) for x in r.signals])})
+        self.stats.prompt_tokens += sum(res.prompt_tokens for res in results.values())
+        self.stats.cached_prompt_tokens += self.blocks.hits - hits_before
+        self.stats.output_tokens += sum(len(res.token_ids) for res in results.values())
+        self.stats.preemptions += scheduler.preemptions
+        self.stats.seconds += time.perf_counter() - start
+        return [results[r.id] for r in requests]
+
+    def _forward(self, chunks: list[Chunk], prompt_embeds: dict[int, torch.Tensor]) -> torch.Tensor:
+        """Logits [n_chunks, vocab] at each chunk's last token."""
+        step = build_step(chunks, self.blocks.block_size, self.device)
+        ids = torch.tensor([t for c in chunks for t in c.seq.token_ids[c.start:c.start + c.length]],
+                           device=self.device)
+        embeds = self.lm.embed_tokens(ids)
+        row = 0
+        for c in chunks:
+            emb = prompt_embeds.get(c.seq.key)
+            if emb is not None and c.start < emb.shape[0]:
+                stop = min(c.start + c.length, emb.shape[0])
+                embeds[row:row + stop - c.start] = emb[c.start:stop]
+            row += c.length
+        hidden = self.lm.decode(inputs_embeds=embeds[None], positions=step.positions,
+                                kv=PagedKV(self.cache, step))
+        return self.lm.lm_head(hidden[0, step.last_rows]).float()
+
+    def _finished(self, seq: Sequence) -> str:
+        token, p = seq.output_ids[-1], seq.params
+        if token in self.stop_ids or token in p.stop_token_ids:
+            return "stop"
+        if p.stop and self.tokenizer is not None and any(s in self._text(seq) for s in p.stop):
+            return "stop"
+        return "length" if len(seq.output_ids) >= p.max_tokens else ""
+
+    def _text(self, seq: Sequence) -> str:
+        ids = [t for t in seq.output_ids if t not in self.stop_ids and t not in seq.params.stop_token_ids]
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _result(self, seq: Sequence) -> Result:
+        text = self._text(seq) if self.tokenizer is not None else ""
+        for s in seq.params.stop:
+            if s in text:
+                text = text[:text.index(s)]
+        return Result(seq.request_id, text, list(seq.output_ids), seq.finish_reason, len(seq.prompt_ids))

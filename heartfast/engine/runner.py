@@ -1,0 +1,91 @@
+"""One model step over a packed batch of chunks, with K/V in the paged cache.
+
+All chunks of a step (prefill pieces and single decode tokens) are packed into one row [1, T]; each
+layer writes the new K/V by slot (`reshape_and_cache`), then attends over the cache: `paged_decode` when
+every chunk is one token, `paged_prefill` otherwise (cached prefix + the new tokens, causal).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from heartfast.model.llm import DecoderLM
+from heartfast.ops.paged import paged_decode, paged_prefill, reshape_and_cache
+
+
+class KVCache:
+    """Per-layer paged K/V tensors [num_blocks, block_size, Hkv, D]."""
+
+    def __init__(self, lm: DecoderLM, num_blocks: int, block_size: int, dtype: torch.dtype,
+                 device: torch.device) -> None:
+        cfg = lm.config
+        shape = (num_blocks, block_size, cfg.num_key_value_heads, cfg.head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_hidden_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_hidden_layers)]
+        self.block_size = block_size
+
+    @staticmethod
+    def bytes_per_block(lm: DecoderLM, block_size: int, dtype: torch.dtype) -> int:
+        cfg = lm.config
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        return 2 * cfg.num_hidden_layers * block_size * cfg.num_key_value_heads * cfg.head_dim * itemsize
+
+
+@dataclass
+class StepInputs:
+    """Device tensors describing one packed step."""
+
+    positions: torch.Tensor      # [1, T]
+    slot_mapping: torch.Tensor   # [T] int64
+    block_tables: torch.Tensor   # [n, max_blocks] int32
+    seq_lens: torch.Tensor       # [n] int32: context length after this step
+    cu_seqlens_q: torch.Tensor   # [n + 1] int32
+    max_seqlen_q: int
+    max_seq_len: int
+    decode_only: bool
+    last_rows: torch.Tensor      # [n] rows whose logits give each chunk's next token
+
+
+class PagedKV:
+    """The decoder's attention hook for a step: cache writes and paged attention per layer."""
+
+    def __init__(self, cache: KVCache, step: StepInputs) -> None:
+        self.cache, self.step = cache, step
+
+    def attend(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        s, kc, vc = self.step, self.cache.k[layer_idx], self.cache.v[layer_idx]
+        reshape_and_cache(k[0], v[0], kc, vc, s.slot_mapping)
+        if s.decode_only:
+            out = paged_decode(q[0], kc, vc, s.block_tables, s.seq_lens, max_seq_len=s.max_seq_len)
+        else:
+            out = paged_prefill(q[0], kc, vc, s.block_tables, s.cu_seqlens_q, s.seq_lens,
+                                max_seqlen_q=s.max_seqlen_q)
+        return out[None]
+
+
+def build_step(chunks, block_size: int, device: torch.device) -> StepInputs:
+    """Positions, slots and tables for a list of scheduler chunks."""
+    positions, slots, lens, cu = [], [], [], [0]
+    for c in chunks:
+        table = c.seq.block_table
+        pos = range(c.start, c.start + c.length)
+        positions.extend(pos)
+        slots.extend(table[p // block_size] * block_size + p % block_size for p in pos)
+        lens.append(c.start + c.length)
+        cu.append(cu[-1] + c.length)
+    width = max(len(c.seq.block_table) for c in chunks)
+    tables = [c.seq.block_table + [0] * (width - len(c.seq.block_table)) for c in chunks]
+    lengths = [c.length for c in chunks]
+    as_int32 = dict(dtype=torch.int32, device=device)
+    return StepInputs(
+        positions=torch.tensor([positions], device=device),
+        slot_mapping=torch.tensor(slots, dtype=torch.int64, device=device),
+        block_tables=torch.tensor(tables, **as_int32),
+        seq_lens=torch.tensor(lens, **as_int32),
+        cu_seqlens_q=torch.tensor(cu, **as_int32),
+        max_seqlen_q=max(lengths),
+        max_seq_len=max(lens),
+        decode_only=all(n == 1 for n in lengths),
+        last_rows=torch.tensor(cu[1:], device=device) - 1,
+    )
