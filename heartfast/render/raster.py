@@ -1,0 +1,121 @@
+"""Anti-aliased rasterisation primitives, batched in torch: polylines as per-column strokes, grid lines.
+
+A polyline (ECG trace, calibration pulse) that is x-monotone covers, in pixel column [c, c+1), the
+vertical span between the min and max of its values at the two column edges (linear interpolation) and at
+its vertices inside the column. Its stroke there is that span widened by half the line width; a pixel's
+coverage is the length of its row [r, r+1) inside the stroke (a box filter in y). Steep strokes (QRS) fill
+the span exactly; flat strokes get soft top and bottom edges.
+
+Cost: which vertices and edges belong to which column depends only on the geometry (layout, size, fs,
+length), so `ColumnPlan` precomputes the gather indices; per batch the column extents are one gather and one
+min/max reduction over ~N values per trace, and only the pixels a stroke touches are enumerated
+(`stroke_pixels`: a few per column), never the whole image. Work is O(B * panels * (N + stroke pixels)).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class ColumnPlan:
+    """Column geometry of P polylines: which source values are each column's points, and the edge weights.
+
+    Vertex values are read from a flat source [B, S] by index (for traces: the padded signals, so no copy
+    of the samples is made); `nan_index` must point at a NaN in the source (it marks "no point").
+    """
+
+    n_cols: int
+    edge_left: torch.Tensor     # [P * (C+1)] source index of the vertex left of each column edge
+    edge_right: torch.Tensor    # [P * (C+1)] ... and right of it (both nan_index outside the polyline)
+    edge_t: torch.Tensor        # [P, C+1] interpolation weight between them
+    vertices: torch.Tensor      # [P * K * C] source index of the vertices inside each column (padded)
+    n_slots: int                # K
+
+    @staticmethod
+    def build(x: torch.Tensor, n_cols: int, source_index: torch.Tensor, nan_index: int,
+              device: torch.device | str = "cpu") -> "ColumnPlan":
+        """`x`: [P, N] non-decreasing vertex positions (px, relative to each polyline's column 0);
+        `source_index`: [P, N] where each vertex's value sits in the flat source."""
+        x = x.double()
+        n_poly, n = x.shape
+        if n < 2:
+            raise ValueError("a polyline needs at least 2 vertices")
+        edges = torch.arange(n_cols + 1, dtype=torch.float64).expand(n_poly, -1).contiguous()
+        seg = (torch.searchsorted(x, edges, right=True) - 1).clamp(0, n - 2)
+        x0, x1 = x.gather(1, seg), x.gather(1, seg + 1)
+        t = ((edges - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0, 1)
+        inside = (edges >= x[:, :1]) & (edges <= x[:, -1:])
+        left = torch.where(inside, source_index.gather(1, seg), nan_index)
+        right = torch.where(inside, source_index.gather(1, seg + 1), nan_index)
+        first = torch.searchsorted(x, edges)                                  # first vertex at or right of edge
+        start, count = first[:, :-1], first[:, 1:] - first[:, :-1]
+        k = max(1, int(count.max()))
+        slot = torch.arange(k)[None, :, None]                                 # [1, K, 1]
+        vertex = (start[:, None, :] + torch.where(slot < count[:, None, :], slot, 0)).clamp(max=n - 1)
+        vertices = torch.where(count[:, None, :] > 0, source_index.gather(1, vertex.flatten(1)).view(vertex.shape),
+                               nan_index)                                     # [P, K, C]
+        return ColumnPlan(n_cols, left.flatten().to(device), right.flatten().to(device), t.float().to(device),
+                          vertices.flatten().to(device), k)
+
+    def extent(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(min, max) [B, P, C] of each column's points read from `source` [B, S]; NaN where it has none
+        (missing samples are skipped, a column with only missing ones is empty)."""
+        batch = source.shape[0]
+        edge_values = torch.lerp(source.index_select(1, self.edge_left).view(batch, *self.edge_t.shape),
+                                 source.index_select(1, self.edge_right).view(batch, *self.edge_t.shape), self.edge_t)
+        points = source.index_select(1, self.vertices).view(batch, -1, self.n_slots, self.n_cols)
+        low, high = torch.aminmax(points, dim=2)
+        low = torch.fmin(low, torch.fmin(edge_values[..., :-1], edge_values[..., 1:]))
+        high = torch.fmax(high, torch.fmax(edge_values[..., :-1], edge_values[..., 1:]))
+        return low, high
+
+
+def widen(top: torch.Tensor, bottom: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Union of each column's span [top, bottom] with its `radius` neighbours, so that strokes wider than a
+    pixel stay that wide where they are vertical. NaN (empty) columns do not spread."""
+    if radius <= 0:
+        return top, bottom
+    shape = top.shape
+    pool = lambda v: F.max_pool1d(v.reshape(-1, 1, shape[-1]), 2 * radius + 1, 1, radius).reshape(shape)
+    return -pool(-top.nan_to_num(math.inf)), pool(bottom.nan_to_num(-math.inf))
+
+
+def stroke_pixels(top: torch.Tensor, bottom: torch.Tensor, base: torch.Tensor,
+                  row_pitch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every pixel the strokes [top, bottom] (px rows, flat; NaN or top >= bottom = nothing) touch.
+
+    Pixel (row r of stroke s) has flat index base[s] + r * row_pitch. Returns (index, coverage) per pixel:
+    interior rows are fully covered, the first and last row by the fraction of the row inside the stroke.
+    """
+    first = torch.floor(top)
+    last = torch.ceil(bottom) - 1
+    count = (last - first + 1).nan_to_num_(0).clamp_(min=0).long()
+    source = torch.repeat_interleave(count)
+    begin = torch.cumsum(count, 0) - count
+    key = base + (first.nan_to_num(0).long() - begin) * row_pitch
+    index = key[source] + torch.arange(source.numel(), device=top.device) * row_pitch
+    coverage = torch.ones(source.numel(), device=top.device)
+    drawn, tall = count > 0, count > 1
+    first_cov = torch.minimum(first + 1, bottom) - torch.maximum(first, top)
+    last_cov = bottom - torch.maximum(last, top)
+    coverage[begin[drawn]] = first_cov[drawn].clamp(0, 1)
+    coverage[(begin + count - 1)[tall]] = last_cov[tall].clamp(0, 1)
+    return index, coverage
+
+
+def line_coverage(n_px: int, offset: float, scale: float, pitch_mm: float, width_mm: float,
+                  extent_mm: float) -> torch.Tensor:
+    """[n_px] fraction of each pixel covered by lines `width_mm` wide centred on every multiple of
+    `pitch_mm` in [0, extent_mm] (exact box filter: any scale, no moiré from point sampling)."""
+    def covered_up_to(u: torch.Tensor) -> torch.Tensor:  # mm of line in [-width/2, u]
+        s = (u + width_mm / 2) / pitch_mm
+        return torch.floor(s) * width_mm + (torch.frac(s) * pitch_mm).clamp(max=width_mm)
+
+    edges = (torch.arange(n_px + 1, dtype=torch.float64) - offset) / scale
+    inside = edges.clamp(-width_mm / 2, extent_mm + width_mm / 2)
+    covered = covered_up_to(inside[1:]) - covered_up_to(inside[:-1])
+    return (covered / (edges[1:] - edges[:-1])).clamp(0, 1).float()
