@@ -216,11 +216,8 @@ class BeatTokenizer(nn.Module):
 
     def _quantize(self, windows: torch.Tensor) -> tuple[torch.Tensor, int]:
         b, w = windows.shape[:2]
-        was_training = self.training
-        self.eval()
         z = self.encode_queries(windows.reshape(b * w, self.config.leads, -1))
-        codes = self.quantizer(z.reshape(-1, self.config.dim)).indices
-        self.train(was_training)
+        codes = self.quantizer.assign(z.reshape(-1, self.config.dim))
         return codes.reshape(b, w, self.config.queries, self.config.levels), b
 
     # ---- save / load -------------------------------------------------------------------------

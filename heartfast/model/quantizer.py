@@ -62,7 +62,7 @@ class ResidualVQ(nn.Module):
             stats = vq_ema_stats(z.detach(), self.codebook, self.levels)
             indices = stats.indices
         else:
-            indices = vq_assign(z.detach(), self.codebook, self.levels).indices
+            indices = self.assign(z)
         codes = self.lookup(indices)                                   # [N, L, D], no gradient
         before = torch.cumsum(codes, dim=1) - codes                   # codes of the earlier levels
         level_inputs = z[:, None, :] - before                          # differentiable in z
@@ -75,6 +75,10 @@ class ResidualVQ(nn.Module):
         if self.training:
             self._ema_update(stats.counts, stats.sums, level_inputs.detach())
         return QuantizerOutput(quantized, indices, commitment, diversity)
+
+    def assign(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes [N, L] of z [N, D] (inference: no losses, no update)."""
+        return vq_assign(z.detach(), self.codebook, self.levels).indices
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Codes for indices [..., L] -> [..., L, D]."""
