@@ -15,24 +15,43 @@ from tqdm import tqdm
 from heartfast.instruct import builders
 from heartfast.instruct.facts import RecordFacts, record_facts
 from heartfast.instruct.items import TASKS, Item
-from heartfast.instruct.measured import Measured, as_measured, measure_or_none, truth_measurements
+from heartfast.instruct.measured import Measured, as_measured, measure_batch, truth_measurements
 from heartfast.instruct.splits import PatientSplitter
 from heartfast.instruct.templates import TEMPLATES
 
 MeasurementSource = Callable[[object], object] | Mapping[str, object] | None
 
 
-def measurements_for(record, source: MeasurementSource | str = "auto") -> list[Measured]:
-    """Synthetic ground truth where present; else `source` (callable or id->mapping); "auto" uses the
-    project's measurement module where it exists; None means no measurements."""
-    truth = truth_measurements(record)
-    if truth or source is None:
-        return truth
+MEASURE_CHUNK = 64   # records measured per batched call
+
+
+def measurements_for(records: list, source: MeasurementSource | str = "auto") -> list[list[Measured]]:
+    """Measurements of each record: synthetic ground truth where present; else from `source` (a callable
+    record -> measurements, or a mapping record id -> measurements); "auto" runs the project's measurement
+    module (batched); None gives no measurements."""
+    out = [truth_measurements(record) for record in records]
+    todo = [i for i, m in enumerate(out) if not m]
+    if source is None or not todo:
+        return out
     if source == "auto":
-        return measure_or_none(record)
-    if callable(source):
-        return as_measured(source(record))
-    return as_measured(source.get(record.id))
+        for i, measured in zip(todo, measure_batch([records[i] for i in todo])):
+            out[i] = measured
+    else:
+        for i in todo:
+            raw = source(records[i]) if callable(source) else source.get(records[i].id)
+            out[i] = as_measured(raw)
+    return out
+
+
+def _chunks(records: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _rng(seed: int, *parts: str) -> random.Random:
@@ -118,10 +137,13 @@ def build_items(records: Iterable, seed: int = 0, per_record: int = 1, tasks: It
         raise ValueError(f"unknown task types: {sorted(unknown)}; known: {', '.join(TASKS)}")
     splitter = PatientSplitter()
     all_facts = []
-    for record in tqdm(records, total=total, disable=not progress, desc="instruct", unit="rec"):
-        facts = record_facts(record, splitter(record), measurements_for(record, measurements))
-        all_facts.append(facts)
-        yield from record_items(record, facts, seed, per_record, wanted)
+    with tqdm(total=total, disable=not progress, desc="instruct", unit="rec") as bar:
+        for chunk in _chunks(records, MEASURE_CHUNK):
+            for record, measured in zip(chunk, measurements_for(chunk, measurements)):
+                facts = record_facts(record, splitter(record), measured)
+                all_facts.append(facts)
+                yield from record_items(record, facts, seed, per_record, wanted)
+            bar.update(len(chunk))
     if "ComparisonQA" in wanted:
         yield from comparison_items(all_facts, seed, per_record)
 

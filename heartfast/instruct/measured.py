@@ -1,8 +1,9 @@
 """Measurements as the item builders need them: named values with units, per lead or global.
 
-Accepts what `heartfast.signal.measure.measure_record` returns as well as plain mappings, so builders can be
-driven by any measurement source: {"pr_interval": 182}, {"qrs_amplitude": {"V1": 1.2, ...}}, objects with
-`value`/`unit`/`lead` attributes, or a sequence of such objects with a `name`. Synthetic records carry exact
+Accepts what `heartfast.signal.measure.measure_record` returns (a `Measurements` whose `items` are
+`Measurement(name, value, unit, lead, beats)`) as well as plain mappings, so builders can be driven by any
+measurement source: {"pr_interval": 182}, {"qrs_amplitude": {"V1": 1.2, ...}}, objects with
+`value`/`unit`/`lead` attributes, or a sequence of such objects with a `name`. NaN values are dropped. Synthetic records carry exact
 ground truth in `extra["truth"]`, which `truth_measurements` turns into the same form.
 """
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import median
+
+import numpy as np
 
 DEFAULT_UNITS = {
     "heart_rate": "bpm", "rr1": "ms", "rr2": "ms", "p_amplitude": "mV", "p_duration": "ms",
@@ -52,15 +55,13 @@ def as_measured(source) -> list[Measured]:
     if isinstance(source, (list, tuple)) and all(isinstance(m, Measured) for m in source):
         return list(source)
     if not isinstance(source, Mapping):
-        for attr in ("measurements", "values"):
-            inner = getattr(source, attr, None)
-            if inner is not None and not callable(inner):
-                return as_measured(inner)
-        if hasattr(source, "items"):
-            return as_measured(dict(source.items()))
         if isinstance(source, (list, tuple)):
             found = (_one(raw.name, raw, None) for raw in source)
             return [m for m in found if m is not None]
+        for attr in ("items", "measurements", "values"):
+            inner = getattr(source, attr, None)
+            if isinstance(inner, (list, tuple, Mapping)):
+                return as_measured(inner)
         raise TypeError(f"cannot read measurements from {type(source).__name__}")
     out: list[Measured] = []
     for name, raw in dict(source).items():
@@ -97,13 +98,21 @@ def per_lead(measured: list[Measured], name: str) -> dict[str, Measured]:
     return {m.lead: m for m in measured if m.name == name and m.lead is not None}
 
 
-def measure_or_none(record) -> list[Measured]:
-    """Measurements from `heartfast.signal.measure` where that module exists and succeeds on the record."""
+def measure_batch(records: list) -> list[list[Measured]]:
+    """Measurements from `heartfast.signal.measure` for several records at once (records of equal rate and
+    length share one batched call); empty lists where that module does not exist."""
     try:
-        from heartfast.signal.measure import measure_record
+        import torch
+
+        from heartfast.signal.measure import measure
     except ImportError:
-        return []
-    try:
-        return as_measured(measure_record(record))
-    except ValueError:
-        return []
+        return [[] for _ in records]
+    out: list[list[Measured]] = [[] for _ in records]
+    groups: dict[tuple[float, int], list[int]] = {}
+    for i, record in enumerate(records):
+        groups.setdefault((float(record.fs), record.n_samples), []).append(i)
+    for (fs, _), indices in groups.items():
+        signals = torch.from_numpy(np.stack([records[i].to_12_leads() for i in indices]))
+        for i, result in zip(indices, measure(signals, fs)):
+            out[i] = as_measured(result)
+    return out
