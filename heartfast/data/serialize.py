@@ -8,6 +8,7 @@ import numpy as np
 
 from heartfast.io.record import Annotations, Label, Record
 
+_LABEL_FIELDS = dataclasses.fields(Label)
 _META_FIELDS = ("id", "fs", "database", "patient_id", "age", "sex", "report", "fold", "split", "path", "extra")
 
 
@@ -15,7 +16,7 @@ def record_meta(record: Record) -> dict[str, Any]:
     """All Record fields except the signal, as plain JSON types (leads kept for the signal's rows)."""
     meta = {name: _plain(getattr(record, name)) for name in _META_FIELDS}
     meta["leads"] = list(record.leads)
-    meta["labels"] = [_plain(dataclasses.asdict(label)) for label in record.labels]
+    meta["labels"] = [{f.name: _plain(getattr(label, f.name)) for f in _LABEL_FIELDS} for label in record.labels]
     meta["annotations"] = None if record.annotations is None else _annotations_meta(record.annotations)
     return meta
 
