@@ -168,3 +168,10 @@ def test_formats_read_through_wfdb_fallback(shared_data, tmp_path):
     header = (shared_data / "ptb-xl" / "records100" / "00000" / "00001_lr.hea").read_text()
     (tmp_path / "00001_lr.hea").write_text(header.replace(".dat 16 ", ".dat 61 "))
     np.testing.assert_array_equal(read_wfdb(tmp_path / "00001_lr").signal, read_wfdb(src).signal)
+
+
+def test_single_ptbxl_record_keeps_its_metadata(shared_data):
+    for path, fs in (("records500/00000/00001_hr.hea", 500), ("records100/00000/00001_lr", 100)):
+        (ref,) = list_records(shared_data / "ptb-xl" / path)
+        record = ref.load()
+        assert (record.id, record.database, record.fs, record.age) == ("1", "ptb-xl", fs, 56.0)

@@ -67,6 +67,12 @@ class PtbXl:
         column = "filename_lr" if self.fs == 100 else "filename_hr"
         return self.root / (self.rows[ecg_id][column] + ".hea")
 
+    def id_for(self, header: Path) -> str | None:
+        """The ecg_id whose file (at this rate) is `header`, None if the table does not list it."""
+        column = "filename_lr" if self.fs == 100 else "filename_hr"
+        relative = header.resolve().with_suffix("").relative_to(self.root.resolve()).as_posix()
+        return next((i for i, row in self.rows.items() if row[column] == relative), None)
+
     def available_ids(self) -> list[str]:
         """ecg_ids whose header exists at this rate (the 500 Hz folder may hold fewer records)."""
         return [i for i in sorted(self.rows, key=int) if self.header_path(i).is_file()]

@@ -18,7 +18,7 @@ from heartfast.io.challenge import is_challenge_header, read_challenge
 from heartfast.io.header import read_header
 from heartfast.io.ludb import read_ludb
 from heartfast.io.mitbih import read_mitbih
-from heartfast.io.ptbxl import PtbXl, is_ptbxl
+from heartfast.io.ptbxl import PTBXL_RATES, PtbXl, is_ptbxl
 from heartfast.io.qtdb import read_qtdb
 from heartfast.io.record import ECGDataError, Record
 from heartfast.io.wfdb_reader import read_wfdb
@@ -55,7 +55,7 @@ def list_records(source: str | Path, ptbxl_fs: int = 100) -> list[RecordRef]:
     header = path if path.suffix == ".hea" else path.with_name(path.name + ".hea")
     if not header.is_file():
         raise ECGDataError(path, "no such folder or WFDB record")
-    return [_classify(header)]
+    return [_ptbxl_member(header) or _classify(header)]
 
 
 def open_source(source: str | Path, ptbxl_fs: int = 100) -> Iterator[Record]:
@@ -99,6 +99,18 @@ def _ptbxl_refs(folder: Path, fs: int) -> Iterator[RecordRef]:
     for ecg_id in db.available_ids():
         yield RecordRef(ecg_id, "ptb-xl", str(db.header_path(ecg_id).with_suffix("")),
                         lambda i=ecg_id: db.read(i))
+
+
+def _ptbxl_member(header: Path) -> RecordRef | None:
+    """A single record inside a PTB-XL folder (records100/00000/00001_lr) keeps its metadata."""
+    for root in list(header.resolve().parents)[1:4]:
+        if is_ptbxl(root):
+            for fs in PTBXL_RATES:
+                db = PtbXl(root, fs)
+                ecg_id = db.id_for(header)
+                if ecg_id is not None:
+                    return RecordRef(ecg_id, "ptb-xl", str(header.with_suffix("")), lambda: db.read(ecg_id))
+    return None
 
 
 def _classify(header: Path, ludb_csv: Path | None = None) -> RecordRef:
