@@ -39,7 +39,8 @@ def prepare(source: str | Path, out: str | Path, fs: float = 500.0, shard_size: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     refs = list_records(source, ptbxl_fs)
-    settings = {"source": str(source), "fs": float(fs), "shard_size": shard_size, "ptbxl_fs": ptbxl_fs,
+    source_key = str(source) if str(source).startswith("synthetic:") else str(Path(source).resolve())
+    settings = {"source": source_key, "fs": float(fs), "shard_size": shard_size, "ptbxl_fs": ptbxl_fs,
                 "source_records": len(refs)}
     manifest = _start_manifest(out, settings)
     done = {e["index"]: e for e in manifest["shards"] if shard_is_intact(out, e)}
