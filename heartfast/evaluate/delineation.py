@@ -3,8 +3,8 @@
 A detected fiducial point matches an expert point of the same kind within 150 ms (one to one, nearest
 first). Per fiducial: sensitivity = matched / expert points, positive predictive value = matched /
 detected points, and the mean and SD of the signed error (detected - expert) in ms. Only the annotated
-stretches count: the annotated range where a database gives one (LUDB annotates the central part),
-otherwise the stretches around the annotated beats (QTDB annotates selected beats).
+stretches count: runs of expert points without a gap over 1 s (QTDB annotates selected beats), inside
+the annotated range where a database gives one (LUDB annotates the central part).
 Record level: heart rate, PR, QRS and QT from the scored expert points (the lead's own annotations,
 or QTDB's all-lead ones) against each method's (medians over beats inside the annotated stretches),
 absolute errors and the share of records within HR ±5 bpm, PR ±20 ms, QRS ±12 ms, QT ±30 ms.
@@ -55,9 +55,8 @@ def match_points(expert: np.ndarray, detected: np.ndarray, tolerance: float) -> 
 
 
 def annotated_regions(expert: Points, fs: float, annotated_range: tuple[int, int] | None) -> list[tuple[int, int]]:
-    """Sample ranges [start, stop) where the expert annotated every wave."""
-    if annotated_range is not None:
-        return [(int(annotated_range[0]), int(annotated_range[1]))]
+    """Sample ranges [start, stop) where the expert annotated every wave: stretches of expert points with
+    no gap over REGION_GAP_S (plus a margin), clipped to the database's annotated range if it has one."""
     marks = np.sort(np.concatenate([np.asarray(v, np.int64) for v in expert.values()] or [np.zeros(0, np.int64)]))
     if len(marks) == 0:
         return []
@@ -65,7 +64,11 @@ def annotated_regions(expert: Points, fs: float, annotated_range: tuple[int, int
     starts = np.concatenate([marks[:1], marks[breaks + 1]])
     stops = np.concatenate([marks[breaks], marks[-1:]])
     margin = int(REGION_MARGIN_S * fs)
-    return [(int(a) - margin, int(b) + margin + 1) for a, b in zip(starts, stops)]
+    regions = [(int(a) - margin, int(b) + margin + 1) for a, b in zip(starts, stops)]
+    if annotated_range is not None:
+        lo, hi = int(annotated_range[0]), int(annotated_range[1])
+        regions = [(max(a, lo), min(b, hi)) for a, b in regions if min(b, hi) > max(a, lo)]
+    return regions
 
 
 def _inside(samples: np.ndarray, regions: Sequence[tuple[int, int]]) -> np.ndarray:

@@ -27,11 +27,11 @@ from heartfast.signal.rpeaks import RPeaks, Spectrum, detect_rpeaks, rate_factor
 
 QRS_RATE_HZ = 250.0
 WAVE_RATE_HZ = 125.0
-QRS_WINDOW_S = 0.20        # QRS window: anchor ± this
+QRS_WINDOW_S = 0.24        # QRS window: anchor ± this
 T_WINDOW_S = 0.80          # T window: anchor .. anchor + this
 P_WINDOW_S = 0.50          # P window: anchor - this .. anchor
 QRS_SEARCH_BEFORE_S = 0.16
-QRS_SEARCH_AFTER_S = 0.16
+QRS_SEARCH_AFTER_S = 0.20
 QRS_CORE_S = 0.06          # the largest QRS slope is looked for within this distance of the anchor
 QRS_ENTER = 0.25           # fraction of the largest slope that marks "inside the QRS"
 QRS_LEAVE = 0.08           # fraction below which the boundary is reached

@@ -1,0 +1,58 @@
+"""`heartfast evaluate delineation DB`: heartfast's delineator vs NeuroKit2 against expert annotations."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from heartfast.evaluate.delineation import evaluate, format_tables, to_json
+    from heartfast.io.record import ECGDataError
+    from heartfast.io.sources import list_records
+
+    refs = list_records(args.db)
+    if args.limit:
+        refs = refs[: args.limit]
+    records, skipped = [], []
+    for ref in tqdm(refs, desc="reading", unit="record", leave=False):
+        try:
+            record = ref.load()
+            if record.annotations is None or not record.annotations.waves:
+                raise ECGDataError(record.path or ref.path, "record has no expert annotations to score against")
+        except ECGDataError as error:  # score the rest; say which records were left out and why
+            skipped.append(str(error))
+            continue
+        records.append(record)
+    for reason in skipped:
+        print(f"skipped: {reason}")
+    if not records:
+        raise ECGDataError(args.db, "no readable annotated records to score")
+    methods = ["heartfast"]
+    if not args.no_neurokit:
+        methods += [f"neurokit-{m.strip()}" for m in args.neurokit.split(",") if m.strip()]
+    scores = evaluate(records, lead=args.lead, methods=methods,
+                      progress=lambda name: print(f"running {name} on {len(records)} records", flush=True))
+    title = f"delineation on {args.db}: {len(records)} records ({len(skipped)} skipped), lead {args.lead}, match within 150 ms"
+    print(format_tables(scores, title))
+    if args.json:
+        Path(args.json).write_text(json.dumps(to_json(scores, db=str(args.db), lead=args.lead, records=len(records),
+                                                      skipped=skipped),
+                                              indent=2, default=float))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def register(tree) -> None:
+    parser = tree.add("evaluate delineation",
+                      "score heartfast's delineation (and NeuroKit2's) against expert annotations "
+                      "(LUDB/QTDB folder or synthetic:N)", run)
+    parser.add_argument("db", help="folder of annotated records (LUDB, QTDB) or synthetic:N[:seed]")
+    parser.add_argument("--limit", type=int, default=0, help="score only the first N records")
+    parser.add_argument("--lead", default="II", help="lead whose annotations are scored (default II)")
+    parser.add_argument("--no-neurokit", action="store_true", help="skip NeuroKit2")
+    parser.add_argument("--neurokit", default="dwt,prominence",
+                        help="NeuroKit2 ecg_delineate methods to compare (comma separated; default dwt,prominence)")
+    parser.add_argument("--json", help="also write the scores as JSON to this file")
