@@ -252,11 +252,12 @@ def _multiprocessors(device: torch.device) -> int:
 
 
 def choose_num_splits(batch: int, kv_heads: int, max_context: int, multiprocessors: int) -> int:
-    """Split the context only while batch x KV heads leaves SMs idle and every chunk stays long."""
+    """Split the context only while batch x KV heads leaves SMs idle; aim at two programs per SM (enough
+    loads in flight to stream the cache at full bandwidth) with every chunk at least MIN_SPLIT_TOKENS long."""
     programs = batch * kv_heads
     if programs >= multiprocessors:
         return 1
-    return max(1, min(triton.cdiv(multiprocessors, programs), max_context // MIN_SPLIT_TOKENS, 64))
+    return max(1, min(triton.cdiv(2 * multiprocessors, programs), max_context // MIN_SPLIT_TOKENS, 64))
 
 
 def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
