@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from heartfast.signal.filters import fast_fft_length
+
 
 @dataclass
 class BeatTrain:
@@ -72,22 +74,6 @@ def draw_beats(
     return BeatTrain(times=times, anchors=anchors, is_pvc=is_pvc, scale=scale, touches=touches)
 
 
-def _fast_length(n: int) -> int:
-    """Smallest 2-3-5-smooth integer >= n (fast FFT size)."""
-    best = 1 << (n - 1).bit_length()
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p = p35
-            while p < n:
-                p *= 2
-            best = min(best, p)
-            p35 *= 3
-        p5 *= 5
-    return best
-
-
 def render_beats(templates: torch.Tensor, beats: BeatTrain, n_samples: int, pre: int, post: int) -> torch.Tensor:
     """Place beat templates [n, 2 types, C, W] at the beats' anchors: [n, C, n_samples].
 
@@ -100,7 +86,7 @@ def render_beats(templates: torch.Tensor, beats: BeatTrain, n_samples: int, pre:
     index = (beats.anchors + post).clamp(0, train_len - 1)
     weight = torch.where(beats.touches, beats.scale, torch.zeros_like(beats.scale)).to(templates.dtype)
     trains.view(n, types * train_len).scatter_add_(1, kind * train_len + index, weight)
-    length = _fast_length(train_len + width - 1)
+    length = fast_fft_length(train_len + width - 1)
     spectrum = torch.einsum(
         "ntf,ntcf->ncf", torch.fft.rfft(trains, n=length), torch.fft.rfft(templates, n=length)
     )
