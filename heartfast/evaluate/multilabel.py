@@ -87,6 +87,9 @@ def statements_in_text(text: str) -> set[str]:
 def label_f1(truth: set[str], text: str) -> float:
     """F1 between a record's SCP statements and those a text names. A reference without statements (a
     "normal" answer) counts as the single label NORMAL, so an empty or off-topic answer scores 0 on it."""
-    truth = truth or {NORMAL}
     pred = statements_in_text(text)
-    return 2 * len(truth & pred) / (len(truth) + len(pred))
+    if truth:
+        pred.discard(NORMAL)
+    else:
+        truth = {NORMAL}
+    return 0.0 if not pred else 2 * len(truth & pred) / (len(truth) + len(pred))
