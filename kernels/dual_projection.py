@@ -81,8 +81,8 @@ def _linear_tile(tile, x_ptr, w_ptr, b_ptr, pre_ptr, out_ptr, rows_ptr, M, N, K,
 
 
 @triton.jit
-def _norm_tile(tile, h_ptr, g_ptr, b_ptr, out_ptr, rows_ptr, M, H, eps,
-               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _norm_tile(tile, h_ptr, g_ptr, b_ptr, out_ptr, rows_ptr, mean_ptr, rstd_ptr, M, H, eps,
+               STORE_STATS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
     mask_m = offs_m < M
     base = offs_m[:, None].to(tl.int64) * H
@@ -100,6 +100,9 @@ def _norm_tile(tile, h_ptr, g_ptr, b_ptr, out_ptr, rows_ptr, M, H, eps,
         d = tl.where(mask, h - mean[:, None], 0.0)
         sq += tl.sum(d * d, axis=1)
     rstd = 1.0 / tl.sqrt(sq / H + eps)
+    if STORE_STATS:  # what the LayerNorm backward needs (fp32 [M] each)
+        tl.store(mean_ptr + offs_m, mean, mask=mask_m)
+        tl.store(rstd_ptr + offs_m, rstd, mask=mask_m)
     dest = tl.load(rows_ptr + offs_m, mask=mask_m, other=0)
     for n0 in range(0, H, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
@@ -117,7 +120,7 @@ def _norm_tile(tile, h_ptr, g_ptr, b_ptr, out_ptr, rows_ptr, M, H, eps,
 def _grouped_projection_kernel(
         x0, w0, b0, pre0, out0, rows0, M0, N0, K0, width0, tokens0,
         x1, w1, b1, pre1, out1, rows1, M1, N1, K1, width1, tokens1,
-        norm_h, norm_g, norm_b, norm_out, norm_rows, norm_M, norm_H, eps,
+        norm_h, norm_g, norm_b, norm_out, norm_rows, norm_mean, norm_rstd, norm_M, norm_H, eps,
         GELU0: tl.constexpr, SCATTER0: tl.constexpr, GELU1: tl.constexpr, SCATTER1: tl.constexpr,
         STORE_PRE: tl.constexpr, IEEE: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
@@ -131,8 +134,8 @@ def _grouped_projection_kernel(
         _linear_tile(pid - tiles0, x1, w1, b1, pre1, out1, rows1, M1, N1, K1, width1, tokens1,
                      GELU1, SCATTER1, STORE_PRE, IEEE, BLOCK_M, BLOCK_N, BLOCK_K)
     else:
-        _norm_tile(pid - tiles0 - tiles1, norm_h, norm_g, norm_b, norm_out, norm_rows, norm_M, norm_H, eps,
-                   BLOCK_M, BLOCK_N)
+        _norm_tile(pid - tiles0 - tiles1, norm_h, norm_g, norm_b, norm_out, norm_rows, norm_mean, norm_rstd,
+                   norm_M, norm_H, eps, STORE_PRE, BLOCK_M, BLOCK_N)
 
 
 def grouped_projection_launch(linears: list[dict], norm: dict | None, store_pre: bool) -> None:
@@ -140,7 +143,9 @@ def grouped_projection_launch(linears: list[dict], norm: dict | None, store_pre:
 
     Each linear dict: x [M, K], w [N, K], b [N], out (dense [M, N] or the [T, width] embeddings), rows
     (int64 [M * tokens] or None for a dense store), tokens, gelu, pre ([M, N] or None). The norm dict:
-    h [M, H], g [H], b [H], out [T, H], rows int64 [M], eps. All tensors contiguous, same device.
+    h [M, H], g [H], b [H], out [T, H], rows int64 [M], eps, and with `store_pre` mean / rstd (fp32 [M]).
+    With `store_pre` the launch also keeps what the backward needs: GELU inputs and LayerNorm statistics.
+    All tensors contiguous, same device.
     """
     if not 1 <= len(linears) + (norm is not None) <= 3 or len(linears) > 2:
         raise ValueError("a grouped launch takes one or two linear problems and at most one norm problem")
@@ -157,10 +162,13 @@ def grouped_projection_launch(linears: list[dict], norm: dict | None, store_pre:
         x, b, out = anchor["x"], anchor["b"], anchor["out"]
         args += [x, x, b, out, out, b, 0, 1, 1, 1, 1]
     if norm is not None:
-        args += [norm["h"], norm["g"], norm["b"], norm["out"], norm["rows"], norm["h"].shape[0],
+        mean = norm["mean"] if store_pre else norm["b"]
+        rstd = norm["rstd"] if store_pre else norm["b"]
+        args += [norm["h"], norm["g"], norm["b"], norm["out"], norm["rows"], mean, rstd, norm["h"].shape[0],
                  norm["h"].shape[1], float(norm["eps"])]
     else:
-        args += [anchor["x"], anchor["b"], anchor["b"], anchor["out"], anchor["b"], 0, 1, 1e-5]
+        args += [anchor["x"], anchor["b"], anchor["b"], anchor["out"], anchor["b"], anchor["b"], anchor["b"], 0, 1,
+                 1e-5]
     sizes = [(p["x"].shape[0], p["w"].shape[0]) for p in linears]
     ieee = str(anchor["x"].dtype) == "torch.float32"
 

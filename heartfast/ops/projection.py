@@ -16,7 +16,6 @@ inputs and every weight (shared weights sum over streams) and to `embeds` outsid
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -124,7 +123,8 @@ def _unflatten(layout: tuple, flat: Sequence) -> list[Stream]:
 
 
 def _forward_kernels(embeds: torch.Tensor, streams: list[Stream], keep: bool) -> list[list]:
-    """Launch one grouped kernel per depth; return per stream, per layer, (input, pre-activation) if `keep`."""
+    """Launch one grouped kernel per depth. Returns, per stream and layer, (input, extra) where extra is the
+    GELU input [M, N] (Linear) or the LayerNorm mean/rstd [2, M] (Norm) when `keep`, else None."""
     from heartfast.kernels.dual_projection import grouped_projection_launch
 
     width = embeds.shape[-1]
@@ -141,8 +141,10 @@ def _forward_kernels(embeds: torch.Tensor, streams: list[Stream], keep: bool) ->
             layer, x = s.layers[index], inputs[si]
             final = index == len(s.layers) - 1
             if isinstance(layer, Norm):
-                norm = {"h": x, "g": layer.weight, "b": layer.bias, "out": out, "rows": s.rows, "eps": layer.eps}
-                saved[si].append((x, None))
+                stats = x.new_empty((2, x.shape[0]), dtype=torch.float32) if keep else None
+                norm = {"h": x, "g": layer.weight, "b": layer.bias, "out": out, "rows": s.rows, "eps": layer.eps,
+                        "mean": stats[0] if keep else None, "rstd": stats[1] if keep else None}
+                saved[si].append((x, stats))
                 continue
             n = layer.weight.shape[0]
             y = None if final else x.new_empty((x.shape[0], n))
@@ -158,35 +160,22 @@ def _forward_kernels(embeds: torch.Tensor, streams: list[Stream], keep: bool) ->
     return saved
 
 
-def _gelu_grad(a: torch.Tensor) -> torch.Tensor:
-    a = a.float()
-    return 0.5 * (1.0 + torch.erf(a / math.sqrt(2.0))) + a * torch.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
-
-
-def _norm_backward(g: torch.Tensor, h: torch.Tensor, layer: Norm) -> tuple[torch.Tensor, ...]:
-    h32, g32 = h.float(), g.float()
-    mean = h32.mean(-1, keepdim=True)
-    rstd = torch.rsqrt(h32.var(-1, unbiased=False, keepdim=True) + layer.eps)
-    xhat = (h32 - mean) * rstd
-    gx_hat = g32 * layer.weight.float()
-    gh = rstd * (gx_hat - gx_hat.mean(-1, keepdim=True) - xhat * (gx_hat * xhat).mean(-1, keepdim=True))
-    return gh.to(h.dtype), (g32 * xhat).sum(0).to(layer.weight.dtype), g32.sum(0).to(layer.bias.dtype)
-
-
 class _DualProjection(torch.autograd.Function):
-    """Forward: grouped Triton launches writing into `embeds` in place. Backward: cuBLAS GEMMs per layer."""
+    """Forward: grouped Triton launches writing into `embeds` in place. Backward: per layer, the same
+    kernels eager autograd would run (cuBLAS GEMMs, aten's fused gelu / layer-norm backward) on the saved
+    GELU inputs and LayerNorm statistics, starting from the gradient rows gathered at the placeholders."""
 
     @staticmethod
     def forward(ctx, layout: tuple, embeds: torch.Tensor, *flat: torch.Tensor) -> torch.Tensor:
         streams = _unflatten(layout, flat)
-        keep = any(t.requires_grad for t in flat)  # pre-activations are stored only when a backward can follow
+        keep = any(t.requires_grad for t in flat)  # backward state is stored only when a backward can follow
         saved = _forward_kernels(embeds, streams, keep=keep)
         ctx.mark_dirty(embeds)
         ctx.layout, ctx.width = layout, embeds.shape[-1]
         tensors = list(flat)
         for per_stream in saved:
-            for x, pre in per_stream:
-                tensors += [x, pre if pre is not None else x]
+            for x, kept in per_stream:
+                tensors += [x, kept if kept is not None else x]
         ctx.save_for_backward(*tensors)
         ctx.n_flat = len(flat)
         return embeds
@@ -206,12 +195,16 @@ class _DualProjection(torch.autograd.Function):
             acts = [(extra[cursor + 2 * i], extra[cursor + 2 * i + 1]) for i in range(len(s.layers))]
             cursor += 2 * len(s.layers)
             for i in reversed(range(len(s.layers))):
-                layer, (x, pre) = s.layers[i], acts[i]
+                layer, (x, kept) = s.layers[i], acts[i]
                 if isinstance(layer, Norm):
-                    g, gw, gb = _norm_backward(g, x, layer)
+                    # aten keeps the statistics in fp32 on CUDA but in the input dtype on CPU (interpreter runs)
+                    stat_dtype = torch.float32 if x.is_cuda else x.dtype
+                    mean, rstd = kept[0, :, None].to(stat_dtype), kept[1, :, None].to(stat_dtype)
+                    g, gw, gb = torch.ops.aten.native_layer_norm_backward(
+                        g.contiguous(), x, [width], mean, rstd, layer.weight, layer.bias, [True, True, True])
                 else:
                     if layer.gelu:
-                        g = (g.float() * _gelu_grad(pre)).to(x.dtype)
+                        g = torch.ops.aten.gelu_backward(g, kept)
                     gw, gb = g.t() @ x, g.sum(0)
                     g = g @ layer.weight if (i > 0 or ctx.needs_input_grad[2 + offset]) else None
                 grads[layer_slots[i]], grads[layer_slots[i] + 1] = gw, gb
