@@ -1,0 +1,156 @@
+"""R-peak detection, delineation and its scoring: synthetic truth, hand-made scoring cases, one LUDB record."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from heartfast.evaluate.delineation import (
+    PointScore, annotated_regions, evaluate, format_tables, match_points, record_intervals,
+)
+from heartfast.io.record import FIDUCIALS, Annotations, Record
+from heartfast.signal.delineate import MISSING, delineate
+from heartfast.signal.rpeaks import detect_rpeaks, spectral_filter
+from heartfast.signal.synthetic import generate_records
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> list[Record]:
+    return generate_records(12, seed=7, findings=["SR"])
+
+
+def _batch(records: list[Record]) -> torch.Tensor:
+    return torch.from_numpy(np.stack([r.to_12_leads() for r in records]))
+
+
+# ------------------------------------------------------------------------------------------- scoring by hand
+
+def test_match_points_is_one_to_one_and_nearest_first():
+    expert = np.array([100, 200, 300])
+    detected = np.array([105, 190, 195, 420])
+    assert match_points(expert, detected, tolerance=20) == [(0, 0), (1, 2)]
+    assert match_points(expert, np.array([]), 20) == []
+
+
+def test_point_score_sensitivity_ppv_and_errors():
+    score = PointScore()
+    score.add(np.array([100, 200, 300, 400]), np.array([102, 196, 600]), fs=1000)  # 1 kHz: samples = ms
+    assert score.n_expert == 4 and score.n_detected == 3 and score.matched == 2
+    assert score.sensitivity == pytest.approx(0.5)
+    assert score.ppv == pytest.approx(2 / 3)
+    assert score.mean_ms == pytest.approx(-1.0)
+    assert score.sd_ms == pytest.approx(np.std([2.0, -4.0], ddof=1))
+
+
+def test_match_window_is_150_ms():
+    score = PointScore()
+    score.add(np.array([1000]), np.array([1000 + 75]), fs=500)    # 150 ms at 500 Hz: matches
+    score.add(np.array([3000]), np.array([3000 + 76]), fs=500)    # 152 ms: does not
+    assert score.matched == 1 and score.errors_ms == [150.0]
+
+
+def test_regions_split_sparse_beats_and_respect_the_annotated_range():
+    expert = {"QRS_on": np.array([1000, 1400, 9000]), "T_off": np.array([1200, 1650, 9300])}
+    regions = annotated_regions(expert, fs=1000, annotated_range=None)
+    assert regions == [(900, 1751), (8900, 9401)]
+    assert annotated_regions(expert, fs=1000, annotated_range=(1100, 9000)) == [(1100, 1751), (8900, 9000)]
+
+
+def test_record_intervals_from_points():
+    fs = 500
+    beats = np.arange(5) * 400 + 300           # 0.8 s apart: 75 bpm
+    points = {"QRS_on": beats - 20, "QRS_peak": beats, "QRS_off": beats + 25,
+              "P_on": beats - 100, "T_off": beats + 180}
+    got = record_intervals(points, fs)
+    assert got["heart_rate"] == pytest.approx(75.0)
+    assert got["pr_interval"] == pytest.approx(160.0)
+    assert got["qrs_duration"] == pytest.approx(90.0)
+    assert got["qt_interval"] == pytest.approx(400.0)
+    assert math.isnan(record_intervals({}, fs)["heart_rate"])
+
+
+# ------------------------------------------------------------------------------------------- detection
+
+def test_spectral_filter_keeps_the_band_and_removes_the_rest():
+    fs = 500.0
+    t = torch.arange(5000) / fs
+    inside, outside = torch.sin(2 * math.pi * 10 * t), torch.sin(2 * math.pi * 0.1 * t) + torch.sin(2 * math.pi * 100 * t)
+    out = spectral_filter((inside + outside)[None, None], fs, 1.0, 40.0)[0, 0]
+    assert torch.allclose(out[500:-500], inside[500:-500], atol=0.02)
+
+
+def test_rpeaks_find_every_synthetic_beat(synthetic):
+    rp = detect_rpeaks(_batch(synthetic), 500)
+    for record, found in zip(synthetic, rp.as_lists()):
+        truth = record.annotations.waves["II"]["QRS_peak"]
+        truth = truth[(truth > 50) & (truth < record.n_samples - 50)]  # beats cut by the record's edges
+        pairs = match_points(truth, np.array(found), tolerance=0.05 * 500)
+        assert len(pairs) == len(truth) == len(found)
+
+
+def test_shapes_and_missing_marks_do_not_depend_on_batching(synthetic):
+    x = _batch(synthetic[:3])
+    together = delineate(x, 500)
+    alone = delineate(x[1:2], 500)
+    b, leads, k = together.lead_points["QRS_on"].shape
+    assert (b, leads) == (3, 12) and set(together.points) == set(FIDUCIALS)
+    n = int(alone.rpeaks.mask.sum())
+    for name in FIDUCIALS:
+        assert together.points[name].shape == (3, k)
+        assert torch.equal(together.points[name][1, :n], alone.points[name][0, :n])
+        assert ((together.points[name] >= MISSING) & (together.points[name] < x.shape[-1])).all()
+
+
+def test_a_flat_lead_gets_no_points(synthetic):
+    x = _batch(synthetic[:1]).clone()
+    x[0, 7] = 0.0
+    d = delineate(x, 500)
+    assert (d.lead_points["QRS_on"][0, 7] == MISSING).all()
+    assert (d.points["QRS_on"][0][d.rpeaks.mask[0]] >= 0).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_matches_cpu(synthetic):
+    x = _batch(synthetic[:4])
+    cpu, gpu = delineate(x, 500), delineate(x.cuda(), 500)
+    for name in FIDUCIALS:
+        assert (cpu.points[name] - gpu.points[name].cpu()).abs().max() <= 1
+
+
+def test_synthetic_intervals_within_tolerance(synthetic):
+    scores = evaluate(synthetic, lead="II", methods=["heartfast"])
+    summary = scores[0].summary()
+    assert summary["within_all"] >= 0.9, format_tables(scores, "synthetic")
+    for name in ("QRS_on", "QRS_off", "T_off"):
+        assert summary["points"][name]["sensitivity"] >= 0.95
+
+
+def test_other_sampling_rates(synthetic):
+    records = generate_records(3, seed=11, fs=250, findings=["SR"])
+    d = delineate(_batch(records), 250)
+    for record, found in zip(records, d.rpeaks.as_lists()):
+        truth = record.annotations.waves["II"]["QRS_on"]
+        onsets = d.points["QRS_on"][records.index(record)].numpy()
+        pairs = match_points(truth, onsets[onsets >= 0], tolerance=0.03 * 250)
+        assert len(pairs) >= len(truth) - 1
+
+
+# ------------------------------------------------------------------------------------------- real data
+
+def test_one_ludb_record_scored_against_its_experts(shared_data):
+    from heartfast.io.sources import list_records
+
+    record = list_records(shared_data / "ludb")[0].load()
+    assert record.annotations is not None and "II" in record.annotations.waves
+    scores = evaluate([record], lead="II", methods=["heartfast"])
+    points = scores[0].summary()["points"]
+    assert points["QRS_on"]["sensitivity"] == 1.0 and points["QRS_on"]["ppv"] == 1.0
+    assert abs(points["QRS_on"]["mean_ms"]) < 20 and abs(points["T_off"]["mean_ms"]) < 40
+
+
+def test_annotations_type_is_what_the_scorer_reads():
+    record = Record(id="x", signal=np.zeros((12, 100), np.float32), fs=500, leads=tuple("I II III aVR aVL aVF V1 V2 V3 V4 V5 V6".split()),
+                    annotations=Annotations(waves={"II": {"QRS_on": np.array([10])}}))
+    assert annotated_regions(record.annotations.waves["II"], 500, None) == [(-40, 61)]
