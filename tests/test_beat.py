@@ -26,19 +26,25 @@ def test_presets_follow_the_paper():
 
 
 def test_encode_cuts_windows_from_the_right(tiny):
+    from heartfast.signal.quality import clean
+
     c = tiny.config
     signals = torch.randn(2, 12, 2 * c.window_samples + 37)
     windows = tiny.windows(signals, 250)
     assert windows.shape == (2, 3, 12, c.window_samples)
-    torch.testing.assert_close(windows[:, -1], normalise(signals[..., -c.window_samples:]))
-    torch.testing.assert_close(windows[:, 1], normalise(signals[..., 37:37 + c.window_samples]))
-    first = torch.cat([torch.zeros(2, 12, c.window_samples - 37), signals[..., :37]], dim=-1)
+    cleaned = clean(signals, 250)
+    torch.testing.assert_close(windows[:, -1], normalise(cleaned[..., -c.window_samples:]))
+    torch.testing.assert_close(windows[:, 1], normalise(cleaned[..., 37:37 + c.window_samples]))
+    first = torch.cat([torch.zeros(2, 12, c.window_samples - 37), cleaned[..., :37]], dim=-1)
     torch.testing.assert_close(windows[:, 0], normalise(first))     # the first window is left-padded
     codes = tiny.encode(signals, 250)
     assert codes.shape == (2, 3, c.queries, c.levels) and codes.dtype == torch.int64
     assert int(codes.max()) < c.codebook_size
-    # The last window's codes depend only on the last window_samples.
-    torch.testing.assert_close(codes[:, -1], tiny.encode(signals[..., -c.window_samples:], 250)[:, 0])
+
+
+def test_encode_resamples_other_rates(tiny):
+    signals = torch.randn(1, 12, 1000)          # 2 s at 500 Hz -> 500 samples at 250 Hz -> 2 tiny windows
+    assert tiny.windows(signals, 500).shape == (1, 2, 12, tiny.config.window_samples)
 
 
 def test_fewer_leads_are_zero_padded(tiny):

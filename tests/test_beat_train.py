@@ -26,7 +26,7 @@ def test_fit_to_config_keeps_the_window_end_and_normalises_with_its_statistics()
     fx, fy = fit_to_config(x, y, config)
     assert fx.shape == (3, 12, config.window_samples) and fy.shape == (3, 12, config.predict_samples)
     kept = x[..., -config.window_samples:]
-    torch.testing.assert_close(fx.mean(-1), torch.zeros(3, 12), atol=1e-5, rtol=0)
+    torch.testing.assert_close(fx.mean(-1), torch.zeros(3, 12), atol=1e-5, rtol=0)   # per-lead mean removed
     torch.testing.assert_close(fx.flatten(1).std(-1), torch.ones(3))
     scale = (kept - kept.mean(-1, keepdim=True)).flatten(1).std(-1)[:, None, None]
     torch.testing.assert_close(fy, (y[..., :config.predict_samples] - kept.mean(-1, keepdim=True)) / scale)

@@ -6,9 +6,10 @@ VQ turns each query into `levels` codes. For training, a decoder rebuilds the wi
 quantized queries] and a head predicts the next samples from the unquantized queries.
 Loss = recon_weight*MSE(recon) + pred_weight*MSE(pred) + vq_weight*(commitment + diversity_weight*diversity).
 
-Inference (`encode`, `latents`) cuts a recording into windows from the right (the first is left-padded
-with zeros), zero-pads missing leads, normalises each window like training (per-lead mean removed, divided
-by one std over all leads), and returns codes [B, windows, queries, levels] or quantized latents.
+Inference (`encode`, `latents`) resamples and cleans a recording like training, cuts it into windows from
+the right (the first is left-padded with zeros), zero-pads missing leads, normalises each window like
+training (per-lead mean removed, divided by one std over all leads), and returns codes
+[B, windows, queries, levels] or quantized latents.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from torch import nn
 
 from heartfast.model.quantizer import ResidualVQ
 from heartfast.ops.attention import attention
+from heartfast.signal.filters import resample
+from heartfast.signal.quality import beat_normalize, clean
 
 SAMPLE_RATE = 250
 
@@ -173,8 +176,9 @@ class BeatTokenizer(nn.Module):
 
     # ---- inference ---------------------------------------------------------------------------
     def windows(self, signals: torch.Tensor | np.ndarray, fs: float) -> torch.Tensor:
-        """Signals [leads, T] or [B, leads, T] at fs -> normalised windows [B, W, 12, window] at 250 Hz,
-        cut from the right (the first window left-padded with zeros); missing leads are zero rows."""
+        """Signals [leads, T] or [B, leads, T] at fs -> windows [B, W, 12, window] prepared like training:
+        resampled to 250 Hz, cleaned (0.5 Hz high-pass, powerline notch), cut from the right (the first
+        window left-padded with zeros), missing leads as zero rows, each window Beat-normalised."""
         c = self.config
         x = torch.as_tensor(np.asarray(signals) if not torch.is_tensor(signals) else signals,
                             dtype=torch.float32, device=self.positions.device)
@@ -185,11 +189,8 @@ class BeatTokenizer(nn.Module):
         if x.shape[1] > c.leads:
             raise ValueError(f"signals have {x.shape[1]} leads; Beat takes at most {c.leads}")
         if fs != SAMPLE_RATE:
-            from heartfast.signal.filters import resample
-
-            x = torch.as_tensor(resample(x.cpu().numpy(), fs, SAMPLE_RATE), dtype=torch.float32,
-                                device=x.device)
-        x = F.pad(x, (0, 0, 0, c.leads - x.shape[1]))
+            x = resample(x, fs, SAMPLE_RATE)
+        x = F.pad(clean(x, SAMPLE_RATE), (0, 0, 0, c.leads - x.shape[1]))
         count = max(1, -(-x.shape[-1] // c.window_samples))
         x = F.pad(x, (count * c.window_samples - x.shape[-1], 0))
         w = x.reshape(x.shape[0], c.leads, count, c.window_samples).permute(0, 2, 1, 3)
@@ -251,5 +252,4 @@ class BeatTokenizer(nn.Module):
 
 def normalise(windows: torch.Tensor) -> torch.Tensor:
     """Beat normalisation of [..., leads, T]: subtract each lead's mean, divide by one std over all leads."""
-    centred = windows - windows.mean(-1, keepdim=True)
-    return centred / centred.flatten(-2).std(-1)[..., None, None].clamp_min(1e-6)
+    return beat_normalize(windows, windows[..., :0])[0]

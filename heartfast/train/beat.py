@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from heartfast.io.record import ECGDataError, Record
 from heartfast.model.beat import BeatConfig, BeatTokenizer
+from heartfast.signal.quality import beat_normalize
 from heartfast.train.loop import TrainConfig, Trainer
 
 HELD_OUT_FOLDS = (9, 10)
@@ -84,8 +85,7 @@ def make_examples(records: list[Record], config: BeatConfig, crops: bool, progre
             batch = np.stack([signal[:, s:s + span] for s in range(0, signal.shape[1] - span + 1, step)])
         else:
             batch = signal[None]
-        x, y = beat_windows(batch, record.fs)
-        x, y = fit_to_config(torch.as_tensor(np.asarray(x)), torch.as_tensor(np.asarray(y)), config)
+        x, y = fit_to_config(*beat_windows(torch.as_tensor(batch), record.fs), config)
         inputs.append(x)
         targets.append(y)
     return BeatExamples(torch.cat(inputs).float(), torch.cat(targets).float())
@@ -97,11 +97,7 @@ def fit_to_config(inputs: torch.Tensor, targets: torch.Tensor, config: BeatConfi
     if inputs.shape[-1] < config.window_samples or targets.shape[-1] < config.predict_samples:
         raise ValueError(f"examples of {inputs.shape[-1]}+{targets.shape[-1]} samples are too short for "
                          f"{config.window_samples}+{config.predict_samples}")
-    x = inputs[..., -config.window_samples:]
-    y = targets[..., :config.predict_samples]
-    mean = x.mean(-1, keepdim=True)
-    scale = (x - mean).flatten(-2).std(-1)[..., None, None].clamp_min(1e-6)
-    return (x - mean) / scale, (y - mean) / scale
+    return beat_normalize(inputs[..., -config.window_samples:], targets[..., :config.predict_samples])
 
 
 class BeatTrainer(Trainer):
