@@ -218,9 +218,9 @@ def test_synthetic_every_task_and_exact_answers(synthetic_records):
         if item.task == "RhythmClosedQA":
             assert chosen == english_name(t["rhythm"])[:1].upper() + english_name(t["rhythm"])[1:]
         elif item.task == "AxisClosedQA":
-            assert chosen == axis_category(t["axis_deg"])
+            assert chosen == axis_category(round(t["axis_deg"]))
         elif item.task == "RateClosedQA":
-            assert chosen == rate_category(t["hr_bpm"])
+            assert chosen == rate_category(round(t["hr_bpm"]))
         elif item.task == "GroundedInterpretation":
             assert len(item.answer.split()) <= 300
             reference = {"heart_rate": t["hr_bpm"], "qrs_duration": t["qrs_ms"], "qt_interval": t["qt_ms"],

@@ -11,7 +11,9 @@ import random
 
 import numpy as np
 
-from heartfast.instruct.facts import AXIS_CATEGORIES, RATE_CATEGORIES, RecordFacts, rate_category
+from heartfast.instruct.facts import (
+    AXIS_CATEGORIES, RATE_CATEGORIES, RecordFacts, axis_category, rate_category,
+)
 from heartfast.instruct.findings import Finding, certainty_phrase
 from heartfast.instruct.items import LETTERS, Item, format_options
 from heartfast.instruct.templates import TEMPLATES, patient_phrase
@@ -225,6 +227,7 @@ def _range_word(name: str, value: float, sex: str | None) -> str:
     limits = {"heart_rate": (60, 100), "pr_interval": (120, 200), "qrs_duration": (0, 119),
               "qtc_bazett": (0, 460 if sex == "F" else 450), "qrs_axis": (-30, 90), "qt_interval": (0, 1e9)}
     low, high = limits.get(name, (-1e9, 1e9))
+    value = round(value)
     return "normal" if low <= value <= high else "increased" if value > high else "decreased"
 
 
@@ -249,7 +252,7 @@ def grounded_text(facts: RecordFacts) -> str | None:
         head.append("Intervals: " + "; ".join(intervals) + ".")
     axis = facts.value("qrs_axis")
     if axis is not None:
-        head.append(f"QRS axis {_fmt(axis, 'deg')} ({facts.axis.lower() if facts.axis else 'unknown'}).")
+        head.append(f"QRS axis {_fmt(axis, 'deg')} ({axis_category(round(axis)).lower()}).")
     leads = []
     for lead in (*_LIMB, *_CHEST):
         values = [f"{label} {_fmt(float(m.value), m.unit)}" for name, label in _LEAD_FEATURES

@@ -70,14 +70,18 @@ def _axis_from_labels(record) -> str | None:
 
 
 def record_facts(record, split: str, measured: list[Measured]) -> RecordFacts:
-    """Collect the facts of a `heartfast.io.Record` given its split and measurements."""
+    """Collect the facts of a `heartfast.io.Record` given its split and measurements.
+
+    The axis class comes from the database's annotation where it has one (PTB-XL `heart_axis`, LUDB), else
+    from the measured axis; axis and rate classes use the whole-number values the items print."""
     facts = RecordFacts(record.id, record.database, patient_key(record), split, record.age, record.sex,
                         bool(record.extra.get("age_over_89")), record_findings(record), measured)
     axis_deg = facts.value("qrs_axis")
-    if axis_deg is not None:
-        facts.axis, facts.axis_source = axis_category(axis_deg), "measured"
-    else:
-        facts.axis = _axis_from_labels(record)
-        facts.axis_source = "label" if facts.axis else ""
-    facts.heart_rate = facts.value("heart_rate")
+    labelled = _axis_from_labels(record)
+    if labelled is not None:
+        facts.axis, facts.axis_source = labelled, "label"
+    elif axis_deg is not None:
+        facts.axis, facts.axis_source = axis_category(round(axis_deg)), "measured"
+    rate = facts.value("heart_rate")
+    facts.heart_rate = None if rate is None else float(round(rate))
     return facts
