@@ -110,12 +110,12 @@ def stroke_pixels(top: torch.Tensor, bottom: torch.Tensor, base: torch.Tensor,
 def line_coverage(n_px: int, offset: float, scale: float, pitch_mm: float, width_mm: float,
                   extent_mm: float) -> torch.Tensor:
     """[n_px] fraction of each pixel covered by lines `width_mm` wide centred on every multiple of
-    `pitch_mm` in [0, extent_mm] (exact box filter: any scale, no moiré from point sampling)."""
+    `pitch_mm`, within the page [0, extent_mm] (exact box filter: any scale, no moiré from point sampling)."""
     def covered_up_to(u: torch.Tensor) -> torch.Tensor:  # mm of line in [-width/2, u]
         s = (u + width_mm / 2) / pitch_mm
         return torch.floor(s) * width_mm + (torch.frac(s) * pitch_mm).clamp(max=width_mm)
 
     edges = (torch.arange(n_px + 1, dtype=torch.float64) - offset) / scale
-    inside = edges.clamp(-width_mm / 2, extent_mm + width_mm / 2)
+    inside = edges.clamp(0, extent_mm)
     covered = covered_up_to(inside[1:]) - covered_up_to(inside[:-1])
     return (covered / (edges[1:] - edges[:-1])).clamp(0, 1).float()

@@ -44,16 +44,20 @@ def line_half_widths(view: Viewport, style: Style) -> tuple[float, int]:
 
 def grid_background(layout: Layout, view: Viewport, style: Style) -> torch.Tensor:
     """[3, H, W] float 0-255: paper with 1 mm minor and 5 mm major lines (white outside the page)."""
-    def union(axis_y: torch.Tensor, axis_x: torch.Tensor) -> torch.Tensor:
-        return 1 - (1 - axis_y[:, None]) * (1 - axis_x[None, :])
+    def page_share(n_px: int, offset: float, scale: float, extent: float) -> torch.Tensor:
+        edges = (torch.arange(n_px + 1, dtype=torch.float64) - offset) / scale
+        return ((edges[1:].clamp(0, extent) - edges[:-1].clamp(0, extent)) * scale).float()
+
+    page = page_share(view.height, view.oy, view.sy, layout.height_mm)[:, None] * \
+        page_share(view.width, view.ox, view.sx, layout.width_mm)[None, :]
 
     def cover(pitch: float, width: float) -> torch.Tensor:
         cx = line_coverage(view.width, view.ox, view.sx, pitch, width, layout.width_mm)
         cy = line_coverage(view.height, view.oy, view.sy, pitch, width, layout.height_mm)
-        return union(cy, cx)
+        return (1 - (1 - cy[:, None]) * (1 - cx[None, :])) * page
 
     rgb = lambda c: torch.tensor(c, dtype=torch.float32)[:, None, None]
-    image = rgb(style.paper_rgb).expand(3, view.height, view.width)
+    image = torch.lerp(torch.full((3, view.height, view.width), 255.0), rgb(style.paper_rgb), page)
     image = torch.lerp(image, rgb(style.minor_rgb), cover(1.0, style.minor_width_mm))
     return torch.lerp(image, rgb(style.major_rgb), cover(5.0, style.major_width_mm))
 
