@@ -36,7 +36,7 @@ def make_record(rid: str, patient: str, labels: list[Label], fold: int | None = 
                   labels=labels, fold=fold)
 
 
-HAND_RECORDS = [
+HAND_RECORDS: list[Record] = [
     make_record("1", "p1", [scp("NORM", 100), scp("SR", 0)], fold=1),
     make_record("2", "p1", [scp("IMI", 80), scp("ILMI", 50), scp("QWAVE", 0), scp("SR", 0)], fold=1),
     make_record("3", "p2", [scp("CLBBB", 100), scp("AFIB", 0), scp("ABQRS", 0)], fold=10),
@@ -44,6 +44,7 @@ HAND_RECORDS = [
     make_record("5", "p4", [scp("LVH", 100), scp("VCLVH", 0), scp("STACH", 0), scp("1AVB", 100)], fold=10),
     make_record("6", "p4", [scp("NORM", 80), scp("SBRAD", 0)], fold=10),
 ]
+HAND_RECORDS[2].extra["static_noise"] = ", I-AVR, "
 
 
 def test_vocabulary_sizes_and_groups():
@@ -114,6 +115,10 @@ def test_hand_records_heartcare_rules():
     assert by[("1", "DiagnosisClosedQA")].options[LETTERS.index(by[("1", "DiagnosisClosedQA")].correct)] == "Normal ECG"
     assert by[("2", "DiagnosisClosedQA")].answer.endswith("Inferior myocardial infarction")
     assert by[("3", "RhythmClosedQA")].answer.endswith("Atrial fibrillation")
+    noisy = by[("3", "NoiseClosedQA")]
+    assert noisy.options[LETTERS.index(noisy.correct)] == "Static noise"
+    clean = by[("1", "NoiseClosedQA")]
+    assert clean.options[LETTERS.index(clean.correct)] == "No relevant noise or artefact"
     # IMI at 35 only: no label reaches 60, so the answer is a "normal" variant
     answer = by[("4", "DiagnosisClosedQA")]
     assert answer.options[LETTERS.index(answer.correct)] in NORMAL_VARIANTS["diagnosis"]
@@ -208,7 +213,7 @@ def synthetic_records():
 
 def test_synthetic_every_task_and_exact_answers(synthetic_records):
     items = list(build_items(synthetic_records, seed=0))
-    assert {i.task for i in items} == set(TASKS)
+    assert {i.task for i in items} == set(TASKS) - {"NoiseClosedQA"}   # noise flags: PTB-XL only
     truth = {r.id: r.extra["truth"] for r in synthetic_records}
     for item in items:
         t = truth[item.record_ids[0]]

@@ -12,7 +12,7 @@ import random
 import numpy as np
 
 from heartfast.instruct.facts import (
-    AXIS_CATEGORIES, RATE_CATEGORIES, RecordFacts, axis_category, rate_category,
+    AXIS_CATEGORIES, NO_NOISE, NOISE_TYPES, RATE_CATEGORIES, RecordFacts, axis_category, rate_category,
 )
 from heartfast.instruct.findings import Finding, certainty_phrase
 from heartfast.instruct.items import LETTERS, Item, format_options
@@ -145,6 +145,18 @@ def rate_closed(facts: RecordFacts, rng: random.Random, index: int, modality: st
     evidence = {"measurements": _measure_evidence(facts, ("heart_rate",))}
     distractors = [c for c in RATE_CATEGORIES if c != answer]
     return _closed("RateClosedQA", facts, rng, index, modality, answer, distractors, evidence, item_id)
+
+
+def noise_closed(facts: RecordFacts, rng: random.Random, index: int, modality: str, item_id: str) -> Item | None:
+    """Signal quality (Heartcare's Misc "noise"): one flagged noise type, or none flagged."""
+    if facts.noise is None:
+        return None
+    answer = rng.choice(facts.noise) if facts.noise else NO_NOISE
+    pool = [n for n in (*NOISE_TYPES.values(), NO_NOISE) if n not in facts.noise and n != answer]
+    if len(pool) < 3:
+        return None
+    evidence = {"noise": list(facts.noise)}
+    return _closed("NoiseClosedQA", facts, rng, index, modality, answer, rng.sample(pool, 3), evidence, item_id)
 
 
 def _fmt(value: float, unit: str) -> str:

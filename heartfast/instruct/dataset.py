@@ -86,6 +86,8 @@ def _build(task, record, facts, rng, index, modality, item_id) -> Item | None:
         return builders.axis_closed(facts, rng, index, modality, item_id)
     if task == "RateClosedQA":
         return builders.rate_closed(facts, rng, index, modality, item_id)
+    if task == "NoiseClosedQA":
+        return builders.noise_closed(facts, rng, index, modality, item_id)
     if task == "ReportGeneration":
         return builders.report_item(facts, rng, index, modality, item_id)
     if task == "GroundedInterpretation":

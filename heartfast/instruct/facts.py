@@ -11,6 +11,9 @@ AXIS_CATEGORIES: tuple[str, ...] = ("Normal axis", "Left axis deviation", "Right
                                     "Extreme axis deviation")
 RATE_CATEGORIES: tuple[str, ...] = ("Bradycardia (below 60 bpm)", "Normal rate (60-100 bpm)",
                                     "Tachycardia (100-150 bpm)", "Marked tachycardia (above 150 bpm)")
+NOISE_TYPES = {"baseline_drift": "Baseline drift", "static_noise": "Static noise", "burst_noise": "Burst noise",
+               "electrodes_problems": "Electrode problems"}
+NO_NOISE = "No relevant noise or artefact"
 _PTBXL_AXIS = {"MID": 0, "LAD": 1, "ALAD": 1, "AXL": 1, "RAD": 2, "ARAD": 2, "AXR": 2, "SARAD": 2}
 
 
@@ -48,6 +51,7 @@ class RecordFacts:
     axis: str | None = None          # one of AXIS_CATEGORIES
     axis_source: str = ""
     heart_rate: float | None = None
+    noise: list[str] | None = None   # NOISE_TYPES names flagged; None where the database records no noise
 
     def value(self, name: str) -> float | None:
         return global_value(self.measured, name)
@@ -82,6 +86,8 @@ def record_facts(record, split: str, measured: list[Measured]) -> RecordFacts:
         facts.axis, facts.axis_source = labelled, "label"
     elif axis_deg is not None:
         facts.axis, facts.axis_source = axis_category(round(axis_deg)), "measured"
+    if record.database == "ptb-xl":   # PTB-XL's technical validation flags noise per record
+        facts.noise = [name for key, name in NOISE_TYPES.items() if str(record.extra.get(key, "")).strip(" ,")]
     rate = facts.value("heart_rate")
     facts.heart_rate = None if rate is None else float(round(rate))
     return facts

@@ -8,11 +8,11 @@ from pathlib import Path
 
 TASKS: tuple[str, ...] = (
     "DiagnosisClosedQA", "DiagnosisOpenQA", "WaveformClosedQA", "WaveformOpenQA", "RhythmClosedQA",
-    "RhythmOpenQA", "AxisClosedQA", "RateClosedQA", "ComparisonQA", "ReportGeneration",
+    "RhythmOpenQA", "AxisClosedQA", "RateClosedQA", "NoiseClosedQA", "ComparisonQA", "ReportGeneration",
     "GroundedInterpretation", "SignalForecasting",
 )
 CLOSED_TASKS = frozenset({"DiagnosisClosedQA", "WaveformClosedQA", "RhythmClosedQA", "AxisClosedQA",
-                          "RateClosedQA", "ComparisonQA"})
+                          "RateClosedQA", "NoiseClosedQA", "ComparisonQA"})
 MODALITIES: tuple[str, ...] = ("signal", "image", "both")
 LETTERS = "ABCD"
 

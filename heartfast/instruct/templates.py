@@ -98,6 +98,14 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "From the RR intervals, what is the rate category for {patient}?\n{options}",
         "Is the rate on this ECG of {patient} slow, normal or fast?\n{options}",
     ),
+    "NoiseClosedQA": (
+        "How is the signal quality of this ECG from {patient}?\n{options}",
+        "Which artefact, if any, affects this recording of {patient}?\n{options}",
+        "Assess the technical quality of this tracing ({patient}). Which statement applies?\n{options}",
+        "Is this ECG of {patient} affected by noise? Choose the correct description.\n{options}",
+        "Which signal-quality problem is present in this ECG from {patient}?\n{options}",
+        "Before interpreting the ECG of {patient}, judge its quality.\n{options}",
+    ),
     "ComparisonQA": (
         "Compare the two ECGs. Which statement about {finding} is correct?\n{options}",
         "Two ECGs are shown. Regarding {finding}, which option is true?\n{options}",
