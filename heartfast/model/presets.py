@@ -117,6 +117,8 @@ def parameter_counts(name: str, signal_mode: str = "continuous") -> dict[str, in
     p = get_preset(name)
     words = len(vocab.MARKERS)
     if signal_mode == "discrete":
+        if p.signal_encoder != "beat":
+            raise ValueError(f"preset {name!r} has no Beat tokenizer: the discrete mode does not apply")
         words += _signal_config(p)[0]["codebook_size"]
     llm = DecoderConfig(**{**p.llm.to_dict(), "vocab_size": max(p.llm.vocab_size, p.tokenizer_size + words)})
     with torch.device("meta"):
