@@ -84,6 +84,10 @@ def test_superclass_scores_hand_case():
     # F1: NORM 2/3, MI 1, STTC 0, CD 0, HYP 1
     assert scores["macro_f1"] == pytest.approx((2 / 3 + 1 + 0 + 0 + 1) / 5)
     assert scores["hamming_loss"] == pytest.approx(4 / 20)
+    # classes nobody has or predicts do not count as perfect F1
+    silent = superclass_scores([{"NORM"}, set()], [set(), set()])
+    assert silent["macro_f1"] == 0.0 and silent["macro_auc"] == pytest.approx(0.5)
+    assert silent["hamming_loss"] == pytest.approx(1 / 10)
 
 
 def test_superclasses_in_text():

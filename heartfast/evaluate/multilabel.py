@@ -55,7 +55,8 @@ def f1_score(truth: Sequence[int], pred: Sequence[int]) -> float:
 
 def superclass_scores(truths: Sequence[set[str]], preds: Sequence[set[str]],
                       classes: Sequence[str] = SUPERCLASSES) -> dict[str, float | None]:
-    """Macro AUC (hard predictions; classes without both outcomes are skipped), macro F1, Hamming loss."""
+    """Macro AUC (hard predictions; classes without both outcomes are skipped), macro F1 (classes neither
+    present nor predicted are skipped), Hamming loss over all classes."""
     aucs, f1s = [], []
     wrong = 0
     for cls in classes:
@@ -64,7 +65,8 @@ def superclass_scores(truths: Sequence[set[str]], preds: Sequence[set[str]],
         auc = roc_auc(t, p)
         if auc is not None:
             aucs.append(auc)
-        f1s.append(f1_score(t, p))
+        if any(t) or any(p):
+            f1s.append(f1_score(t, p))
         wrong += sum(a != b for a, b in zip(t, p))
     n = len(truths) * len(classes)
     return {"macro_auc": sum(aucs) / len(aucs) if aucs else None,
