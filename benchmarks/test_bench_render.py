@@ -1,0 +1,62 @@
+"""ECG images/s at 384 px: the batched torch renderer vs the matplotlib reference (one reused figure),
+same records, same layouts and geometry, side by side in one run.
+
+    .venv/bin/python -m pytest benchmarks/test_bench_render.py --benchmark-group-by=group -q
+
+Input: 32 real PTB-XL records at 500 Hz (10 s, 12 leads) from ../shared/data when present, else 32 from the
+synthetic generator. Each round renders all 32 with each implementation, so the mean times compare
+directly. Both run on one CPU thread (matplotlib draws on one core; torch is pinned with
+torch.set_num_threads(1) for the measurement), so the ratio is per core.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from heartfast.render.layout import LAYOUTS
+from heartfast.render.reference import MatplotlibRenderer
+from heartfast.render.renderer import ECGRenderer
+
+N_RECORDS, FS, SIZE = 32, 500.0, 384
+DATA = Path(os.environ.get("HEARTFAST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def _records() -> np.ndarray:
+    """[32, 12, 5000] mV: PTB-XL 500 Hz records (I..V6 order) or synthetic ones where the data is absent."""
+    headers = sorted((DATA / "ptb-xl" / "records500").rglob("*_hr.hea"))[:N_RECORDS]
+    if len(headers) == N_RECORDS:
+        import wfdb
+
+        return np.stack([wfdb.rdrecord(str(h.with_suffix(""))).p_signal.T[:, :5000] for h in headers]).astype(np.float32)
+    from heartfast.signal.synthetic import generate_records
+
+    return np.stack([r.to_12_leads()[:, :5000] for r in generate_records(N_RECORDS, seed=0, fs=FS)])
+
+
+SIGNALS = _records()
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("impl", ["heartfast", "matplotlib"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_render_speed(benchmark, one_thread, layout, impl):
+    benchmark.group = f"render {layout} {SIZE}px"
+    if impl == "heartfast":
+        renderer, signals = ECGRenderer(layout, SIZE), torch.from_numpy(SIGNALS)
+    else:
+        renderer, signals = MatplotlibRenderer(layout, SIZE), SIGNALS
+    renderer(signals[:1], FS)  # figure / background and geometry caches
+    images = benchmark.pedantic(lambda: renderer(signals, FS), rounds=3, warmup_rounds=1)
+    assert tuple(images.shape) == (N_RECORDS, 3, SIZE, SIZE)
+    benchmark.extra_info["images_per_s"] = round(N_RECORDS / benchmark.stats.stats.mean, 1)
