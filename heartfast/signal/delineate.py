@@ -19,6 +19,7 @@ Method (in the spirit of Martinez et al. 2004, written from the conventions, not
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -80,12 +81,16 @@ def _slope(x: torch.Tensor, fs: float, half_s: float) -> torch.Tensor:
     return out
 
 
-def _windows(x: torch.Tensor, anchors: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """x [B, L, T], anchors [B, K], offsets [W] -> [B, L, K, W] (clamped at the record edges)."""
+def _windows(x: torch.Tensor, record: torch.Tensor, anchors: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """x [B, L, T], beats of all records (record [N], anchors [1, N]), offsets [W] -> [1, L, N, W].
+
+    Beats of all records are stacked on one axis, so no record pads its beats to the longest record's.
+    Windows are clamped at the record edges.
+    """
     b, l, t = x.shape
-    k, w = anchors.shape[1], offsets.shape[0]
-    idx = (anchors[:, :, None] + offsets).clamp(0, t - 1).reshape(b, 1, k * w).expand(b, l, k * w)
-    return x.gather(2, idx).reshape(b, l, k, w)
+    within = (anchors[0, :, None] + offsets).clamp(0, t - 1)  # [N, W]
+    rows = record[None, :] * l + torch.arange(l, device=x.device)[:, None]  # [L, N]: row of x.view(B*L, T)
+    return x.reshape(-1)[rows[..., None] * t + within[None]][None]
 
 
 def _in_range(positions: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -168,10 +173,15 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     spectrum = Spectrum(x, fs, (fq, fw))
     if rpeaks is None:
         rpeaks = detect_rpeaks(x, fs, spectrum)
-    anchors, beat = rpeaks.index, rpeaks.mask
-    k = anchors.shape[1]
     dev = x.device
-    rr_prev, rr_next = _rr(anchors, beat, fs)
+    beat = rpeaks.mask
+    rr_prev, rr_next = _rr(rpeaks.index, beat, fs)
+    # from here on the beats of all records lie on one axis: [1, L, N] instead of padded [B, L, K]
+    record = torch.arange(b, device=dev)[:, None].expand_as(beat)[beat]
+    first_beat = (torch.arange(beat.shape[1], device=dev).expand_as(beat)[beat] == 0)[None, None]
+    anchors = rpeaks.index[beat][None]
+    k = anchors.shape[1]
+    rr_prev, rr_next = rr_prev[:, 0][beat].view(1, 1, k), rr_next[:, 0][beat].view(1, 1, k)
 
     # ---- QRS at rate q
     q = fs / fq
@@ -180,9 +190,9 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     aq = torch.div(anchors + fq // 2, fq, rounding_mode="floor")
     cq = sq(QRS_WINDOW_S)
     pos_q = torch.arange(2 * cq + 1, device=dev)
-    Xq = _windows(xq, aq, pos_q - cq)
-    Sq = _windows(_slope(xq, q, 0.008), aq, pos_q - cq)
-    c = torch.full((b, 1, k), cq, device=dev, dtype=torch.long)
+    Xq = _windows(xq, record, aq, pos_q - cq)
+    Sq = _windows(_slope(xq, q, 0.008), record, aq, pos_q - cq)
+    c = torch.full((1, 1, k), cq, device=dev, dtype=torch.long)
     core = _in_range(pos_q, c - sq(QRS_CORE_S), c + sq(QRS_CORE_S) + 1)
     start, stop = c - sq(QRS_SEARCH_BEFORE_S), c + sq(QRS_SEARCH_AFTER_S)
     search = _in_range(pos_q, start, stop + 1)
@@ -204,7 +214,8 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     r_peak_l = _argmax_in((Xq - baseline[..., None]).abs(), qrs)
     qrs_size = torch.where(qrs, Xq, float("-inf")).amax(-1) - torch.where(qrs, Xq, float("inf")).amin(-1)
     r_peak = r_peak_l.gather(1, qrs_size.argmax(1, keepdim=True))
-    active = (xq.abs().amax(-1) > 1e-4)[:, :, None]  # [B, L, 1]: leads that carry a signal
+    lead_active = xq.abs().amax(-1) > 1e-4  # [B, L]: leads that carry a signal
+    active = lead_active[record].T[None]      # [1, L, N]
     q_to_fs = lambda p: (aq[:, None] + p - cq) * fq  # noqa: E731  window position -> sample at fs
 
     # ---- P and T at rate w, in windows after (T) and before (P) the anchor
@@ -214,17 +225,17 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     slope_w = _slope(xw, w, 0.016)
     aw = torch.div(anchors + fw // 2, fw, rounding_mode="floor")
     to_w = lambda p_fs, origin: torch.div(p_fs + fw // 2, fw, rounding_mode="floor") - origin  # noqa: E731
-    in_record_w = lambda offs: _windows(torch.ones(b, 1, xw.shape[-1], device=dev), aw, offs) > 0  # noqa: E731
+    in_record_w = lambda offs: _windows(torch.ones(b, 1, xw.shape[-1], device=dev), record, aw, offs) > 0  # noqa: E731
 
     pos_t = torch.arange(sw(T_WINDOW_S) + 1, device=dev)
-    Xt, St = _windows(xw, aw, pos_t), _windows(slope_w, aw, pos_t)
+    Xt, St = _windows(xw, record, aw, pos_t), _windows(slope_w, record, aw, pos_t)
     origin_t = aw[:, None]
     qrs_off_t = to_w(q_to_fs(qrs_off), origin_t)
     qrs_off_lt = to_w(q_to_fs(qrs_off_l), origin_t)
     t_start = qrs_off_t + sw(0.06)
     t_limit = (torch.minimum(0.10 + 0.5 * rr_prev.sqrt(), 0.7 * rr_next) * w).long()
     t_end = t_limit.clamp_max(pos_t.shape[0] - 1).clamp_min(t_start + sw(0.08))
-    t_start_l, t_end_l = t_start.expand(b, n_leads, k), t_end.expand(b, n_leads, k)
+    t_start_l, t_end_l = t_start.expand(1, n_leads, k), t_end.expand(1, n_leads, k)
     t_win = _in_range(pos_t, t_start, t_end + 1) & in_record_w(pos_t)
     yt = _line_detrend(Xt, pos_t, t_start_l, t_end_l + 1)
     t_peak_l = _argmax_in(yt.abs(), t_win)
@@ -244,18 +255,19 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     before = sw(P_WINDOW_S)
     pos_p = torch.arange(before + 1, device=dev)
     xp = spectrum.band(0.5, P_LOWPASS_HZ, fw)  # P is short: less smoothing, less QRS smeared into it
-    Xp, Sp = _windows(xp, aw, pos_p - before), _windows(_slope(xp, w, 0.012), aw, pos_p - before)
+    Xp = _windows(xp, record, aw, pos_p - before)
+    Sp = _windows(_slope(xp, w, 0.012), record, aw, pos_p - before)
     origin_p = aw[:, None] - before
     qrs_on_p = to_w(q_to_fs(qrs_on), origin_p)
     prev_t_off = torch.cat([torch.full_like(t_off[..., :1], -10 ** 6), t_off[..., :-1]], -1)
-    prev_t_off_p = torch.where(prev_t_off >= 0, prev_t_off + before - (rr_prev * w).long(),
+    prev_t_off_p = torch.where((prev_t_off >= 0) & ~first_beat, prev_t_off + before - (rr_prev * w).long(),
                                torch.full_like(prev_t_off, -10 ** 6))  # previous beat's T offset, here
     p_start = torch.maximum(qrs_on_p - sw(P_SEARCH_S), prev_t_off_p + sw(0.02)).clamp_min(0)
     p_stop = (qrs_on_p - sw(P_END_GAP_S)).clamp_min(p_start + sw(0.06))
     p_last_peak = (qrs_on_p - sw(P_PEAK_GAP_S)).clamp_min(p_start + sw(0.04))
-    p_start_l, p_stop_l = p_start.expand(b, n_leads, k), p_stop.expand(b, n_leads, k)
+    p_start_l, p_stop_l = p_start.expand(1, n_leads, k), p_stop.expand(1, n_leads, k)
     p_win = _in_range(pos_p, p_start, p_stop + 1) & in_record_w(pos_p - before)
-    yp = _line_detrend(Xp, pos_p, p_start_l, p_last_peak.expand(b, n_leads, k) + 1)
+    yp = _line_detrend(Xp, pos_p, p_start_l, p_last_peak.expand(1, n_leads, k) + 1)
     p_peak_l = _argmax_in(yp.abs(), p_win & (pos_p <= p_last_peak[..., None]))
     p_amp = _at(yp, p_peak_l)
     p_sign = torch.where(p_amp >= 0, 1.0, -1.0)[..., None]
@@ -273,13 +285,17 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     p_off = _fuse(p_off_l, p_use, FUSE_QUANTILE)[:, None]
     p_peak = torch.where(has_p, centre.nan_to_num(0).long(), torch.full_like(p_on, MISSING))
 
-    # ---- back to samples at fs
-    valid = beat[:, None]
+    # ---- back to samples at fs, and back to padded [B, L, K] per record
+
+    def padded(v: torch.Tensor, fill: float) -> torch.Tensor:
+        out = torch.full((b, beat.shape[1], v.shape[1]), fill, dtype=v.dtype, device=dev)
+        out[beat] = v[0].T
+        return out.transpose(1, 2)
 
     def at_fs(p: torch.Tensor, origin: torch.Tensor, factor: int, present: torch.Tensor | None = None) -> torch.Tensor:
-        ok = valid & (p >= 0) if present is None else valid & (p >= 0) & present
+        ok = p >= 0 if present is None else (p >= 0) & present
         out = torch.where(ok, (origin + p) * factor, torch.full_like(p, MISSING))
-        return torch.where((out >= 0) & (out < n), out, torch.full_like(out, MISSING))
+        return padded(torch.where((out >= 0) & (out < n), out, torch.full_like(out, MISSING)), MISSING)
 
     oq = aq[:, None] - cq
     lead_present = active
@@ -300,4 +316,4 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     }
     return Delineation(fs=fs, rpeaks=rpeaks, lead_points=lead_points,
                        points={name: p[:, 0] for name, p in points.items()},
-                       baseline=baseline, signal=xq, signal_fs=q)
+                       baseline=padded(baseline, math.nan), signal=xq, signal_fs=q)

@@ -42,7 +42,7 @@ class Spectrum:
     so the delineator works at 250 Hz (QRS) and 125 Hz (P, T, beat detection) whatever the input rate.
     """
 
-    def __init__(self, x: torch.Tensor, fs: float, factors: tuple[int, ...], pad_s: float = 1.0) -> None:
+    def __init__(self, x: torch.Tensor, fs: float, factors: tuple[int, ...], pad_s: float = 0.5) -> None:
         step = math.lcm(*factors)
         t = x.shape[-1]
         pad = (min(int(pad_s * fs), t - 1) // step) * step
