@@ -46,6 +46,7 @@ _RANDOM_RHYTHM_P = {"SBRAD": 0.12, "STACH": 0.12, "AFIB": 0.16}   # the rest is 
 _RANDOM_FINDING_P = 0.08                                          # each non-rhythm finding, independently
 
 PRE_S, POST_S = 0.5, 0.7       # template window around the anchor (QRS centre)
+_CHUNK = 32                    # records rendered together (keeps the working set in cache)
 
 
 def _index(name: str) -> int:
@@ -386,20 +387,25 @@ def generate(n: int, seed: int, fs: float = 500.0, duration_s: float = 10.0,
     templates = [render_template(normal, times), render_template(pvc, times)]
     fiducials = torch.stack([measure_fiducials(t, lead_matrix) for t in templates], 1)
     r_offset = torch.stack([global_qrs_peak(t, lead_matrix) for t in templates], 1)
-    dominant_leads = to_12_leads(templates[0].total, lead_matrix)
+    normal_total, pvc_total = templates[0].total(), templates[1].total()
+    dominant_leads = to_12_leads(normal_total, lead_matrix)
 
     n_samples = int(round(duration_s * fs))
     beats = draw_beats(gen, 60.0 / d.hr_bpm, d.has("AFIB"), torch.where(d.has("PVC"), _u(gen, n, 0.08, 0.2), _zeros(n)),
                        duration_s, fs, pre, post)
-    dipole = render_beats(torch.stack([templates[0].total, templates[1].total], 1).float(), beats, n_samples, pre, post)
     af = d.has("AFIB")
-    if bool(af.any()):
-        dipole[af] += fibrillatory_waves(gen, int(af.sum()), n_samples, fs).float()
-    independent = torch.einsum("ld,ndt->nlt", lead_matrix.float(), dipole)
     levels = draw_noise_levels(gen, n, noise)
-    if noise > 0:
-        independent = independent + electrode_noise(gen, levels, independent.shape[1], n_samples, fs)
-    signals = derive_12_leads(independent).contiguous()
+    signals = torch.empty((n, len(LEADS_12), n_samples), dtype=torch.float32)
+    for start in range(0, n, _CHUNK):
+        rows = slice(start, min(n, start + _CHUNK))
+        dipole = render_beats(normal_total[rows], pvc_total[rows], beats.rows(rows), n_samples, pre, post)
+        chunk_af = af[rows]
+        if bool(chunk_af.any()):
+            dipole[chunk_af] += fibrillatory_waves(gen, int(chunk_af.sum()), n_samples, fs).float()
+        independent = torch.matmul(lead_matrix.float(), dipole)
+        if noise > 0:
+            independent += electrode_noise(gen, levels.rows(rows), independent.shape[1], n_samples, fs)
+        derive_12_leads(independent, out=signals[rows])
     truth = _measured_truth(fiducials, dominant_leads, beats, n_samples, fs, ~af)
     return SyntheticBatch(
         signals=signals, fs=float(fs), seed=int(seed), flags=flags, beats=beats, fiducials=fiducials,

@@ -35,11 +35,12 @@ def independent_lead_matrix() -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float64)
 
 
-def derive_12_leads(independent: torch.Tensor) -> torch.Tensor:
+def derive_12_leads(independent: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """[..., 8, T] (I, II, V1..V6) -> [..., 12, T] in LEADS_12 order via Einthoven and Goldberger:
-    III = II - I, aVR = -(I + II) / 2, aVL = I - II / 2, aVF = II - I / 2."""
+    III = II - I, aVR = -(I + II) / 2, aVL = I - II / 2, aVF = II - I / 2 (written into `out` if given)."""
     lead_i, lead_ii = independent[..., 0, :], independent[..., 1, :]
-    out = independent.new_empty((*independent.shape[:-2], 12, independent.shape[-1]))
+    if out is None:
+        out = independent.new_empty((*independent.shape[:-2], 12, independent.shape[-1]))
     out[..., 0:2, :] = independent[..., 0:2, :]
     torch.sub(lead_ii, lead_i, out=out[..., 2, :])
     torch.add(lead_i, lead_ii, out=out[..., 3, :]).div_(-2)
@@ -91,7 +92,7 @@ def _gaussians(times: torch.Tensor, centre: torch.Tensor, width: torch.Tensor, d
     """Sum of Gaussian bumps: times [W], centre/width [n, K], dipole [n, K, 3] -> [n, 3, W]."""
     z = (times[None, None, :] - centre[..., None]) / width[..., None]
     bumps = torch.exp(-0.5 * z * z)
-    return torch.einsum("nkw,nkd->ndw", bumps, dipole)
+    return torch.bmm(dipole.transpose(1, 2), bumps)
 
 
 def _plateau(times: torch.Tensor, start: torch.Tensor, end: torch.Tensor, dipole: torch.Tensor) -> torch.Tensor:
@@ -110,7 +111,6 @@ class Template:
     t: torch.Tensor       # T wave only (defines T onset and peak)
     st: torch.Tensor      # ST plateau (with T it defines T offset)
 
-    @property
     def total(self) -> torch.Tensor:
         return self.p + self.qrs + self.t + self.st
 
@@ -129,7 +129,7 @@ def render_template(waves: Waves, times: torch.Tensor) -> Template:
 
 def to_12_leads(dipole_signal: torch.Tensor, lead_matrix: torch.Tensor) -> torch.Tensor:
     """[n, 3, W] dipole signal -> [n, 12, W] leads."""
-    return derive_12_leads(torch.einsum("ld,ndw->nlw", lead_matrix.to(dipole_signal.dtype), dipole_signal))
+    return derive_12_leads(torch.matmul(lead_matrix.to(dipole_signal.dtype), dipole_signal))
 
 
 # Fraction of a wave's largest 12-lead deflection that marks its onset/offset.
@@ -138,7 +138,7 @@ ONSET_THRESHOLD = {"P": 0.10, "QRS": 0.05, "T": 0.10}
 
 def _extent(leads: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """First/last sample above fraction * peak of the all-lead envelope, and whether the wave exists."""
-    envelope = leads.abs().amax(dim=1)                       # [n, W]
+    envelope = leads.amax(dim=1).maximum(-leads.amin(dim=1))  # [n, W] all-lead |deflection|
     peak = envelope.amax(dim=-1, keepdim=True)
     present = peak[:, 0] > 1e-4                              # a wave under 0.1 uV is absent
     above = envelope > fraction * peak

@@ -27,6 +27,9 @@ class BeatTrain:
     scale: torch.Tensor
     touches: torch.Tensor
 
+    def rows(self, rows: slice) -> BeatTrain:
+        return BeatTrain(*(getattr(self, name)[rows] for name in ("times", "anchors", "is_pvc", "scale", "touches")))
+
 
 def _uniform(gen: torch.Generator, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
     return low + (high - low) * torch.rand(shape, generator=gen, dtype=torch.float64)
@@ -74,22 +77,26 @@ def draw_beats(
     return BeatTrain(times=times, anchors=anchors, is_pvc=is_pvc, scale=scale, touches=touches)
 
 
-def render_beats(templates: torch.Tensor, beats: BeatTrain, n_samples: int, pre: int, post: int) -> torch.Tensor:
-    """Place beat templates [n, 2 types, C, W] at the beats' anchors: [n, C, n_samples].
+def render_beats(normal: torch.Tensor, pvc: torch.Tensor, beats: BeatTrain, n_samples: int, pre: int,
+                 post: int) -> torch.Tensor:
+    """Place the normal and PVC beat templates [n, C, W] at the beats' anchors: [n, C, n_samples].
 
-    Computed as (template ⊛ impulse train) per record and type with one batched real FFT.
+    Computed as (template ⊛ impulse train) per record and beat type with batched real FFTs; the PVC
+    template is convolved only for records that have a PVC.
     """
-    n, types, channels, width = templates.shape
+    n, channels, width = normal.shape
     train_len = n_samples + pre + post
-    trains = torch.zeros((n, types, train_len), dtype=templates.dtype)
+    trains = torch.zeros((n, 2, train_len), dtype=normal.dtype)
     kind = beats.is_pvc.long()
     index = (beats.anchors + post).clamp(0, train_len - 1)
-    weight = torch.where(beats.touches, beats.scale, torch.zeros_like(beats.scale)).to(templates.dtype)
-    trains.view(n, types * train_len).scatter_add_(1, kind * train_len + index, weight)
+    weight = torch.where(beats.touches, beats.scale, torch.zeros_like(beats.scale)).to(normal.dtype)
+    trains.view(n, 2 * train_len).scatter_add_(1, kind * train_len + index, weight)
     length = fast_fft_length(train_len + width - 1)
-    spectrum = torch.einsum(
-        "ntf,ntcf->ncf", torch.fft.rfft(trains, n=length), torch.fft.rfft(templates, n=length)
-    )
+    spectrum = torch.fft.rfft(trains[:, 0], n=length)[:, None, :] * torch.fft.rfft(normal, n=length)
+    with_pvc = (beats.is_pvc & beats.touches).any(1).nonzero()[:, 0]
+    if len(with_pvc):
+        spectrum[with_pvc] += torch.fft.rfft(trains[with_pvc, 1], n=length)[:, None, :] \
+            * torch.fft.rfft(pvc[with_pvc], n=length)
     return torch.fft.irfft(spectrum, n=length)[..., pre + post: pre + post + n_samples]
 
 
@@ -117,6 +124,9 @@ class NoiseLevels:
     powerline_mv: torch.Tensor
     powerline_hz: torch.Tensor
 
+    def rows(self, rows: slice) -> NoiseLevels:
+        return NoiseLevels(self.baseline_mv[rows], self.muscle_mv[rows], self.powerline_mv[rows], self.powerline_hz[rows])
+
 
 def draw_noise_levels(gen: torch.Generator, n: int, level: float) -> NoiseLevels:
     return NoiseLevels(
@@ -132,9 +142,9 @@ def electrode_noise(gen: torch.Generator, levels: NoiseLevels, leads: int, n_sam
     0.05-0.5 Hz, mixed into each lead with its own amplitude and phase), white muscle noise and powerline
     hum with a per-lead phase. The sines are a per-record basis [n, 6, T] mixed by one batched matmul."""
     n = levels.baseline_mv.shape[0]
-    t = torch.arange(n_samples, dtype=torch.float64)[None, None, :] / fs
+    t = torch.arange(n_samples, dtype=torch.float32)[None, None, :] / fs
     freqs = torch.cat([_uniform(gen, (n, 2), 0.05, 0.5), levels.powerline_hz[:, None]], 1)[..., None]
-    phase = torch.remainder(2 * math.pi * freqs * t, 2 * math.pi).float()          # [n, 3, T]
+    phase = (2 * math.pi * freqs.float()) * t                                      # [n, 3, T]; float32 is ample for noise
     basis = torch.cat([torch.sin(phase), torch.cos(phase)], 1)                     # sin, sin, sin, cos, cos, cos
     amp = torch.cat([_uniform(gen, (n, leads, 2), 0.3, 1.0) * levels.baseline_mv[:, None, None],
                      levels.powerline_mv[:, None, None].expand(n, leads, 1)], 2)   # [n, leads, 3]
