@@ -43,7 +43,9 @@ def test_perfect_and_trivial_answers(bench_dir, tmp_path, capsys):
     for subset, tasks in perfect["subsets"].items():
         for task, metrics in tasks.items():
             if "rougeL" in metrics:
-                assert metrics["rougeL"] == pytest.approx(100.0) and metrics["bleu4"] == pytest.approx(100.0)
+                assert metrics["rougeL"] == pytest.approx(100.0) and metrics["bleu4"] > 0.0
+                if task in ("ReportGeneration", "GroundedInterpretation"):   # long enough for 4-grams
+                    assert metrics["bleu4"] == pytest.approx(100.0)
                 assert metrics["label_f1"] > 90.0
     grounding = perfect["subsets"]["Grounding"]["GroundedInterpretation"]
     assert grounding["grounded_pct"] == pytest.approx(100.0) and grounding["interval_mae_ms"] < 1.0

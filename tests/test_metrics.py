@@ -62,11 +62,24 @@ def test_corpus_bleu_hand_computed():
     # unigrams 5/6 (one "the" clipped), bigrams 3/5, trigrams 2/4, 4-grams 1/3; add-one for n >= 2; BP = 1
     expected = (5 / 6 * 4 / 6 * 3 / 5 * 2 / 4) ** 0.25
     assert corpus_bleu(["the cat sat on the mat"], ["the cat sat on a mat"]) == pytest.approx(expected)
-    assert corpus_bleu(["sinus rhythm"], ["sinus rhythm"]) == pytest.approx(1.0)
-    # brevity penalty: 2 tokens against 4, all n-grams of the candidate match
+    # too short for 3- and 4-grams: those precisions are (0 + 1) / (1 + 1), as in NLTK
+    assert corpus_bleu(["sinus rhythm"], ["sinus rhythm"]) == pytest.approx((1 * 1 * 0.5 * 0.5) ** 0.25)
+    # brevity penalty: 2 tokens against 4
     short = corpus_bleu(["sinus rhythm"], ["sinus rhythm , normal"])
-    assert short == pytest.approx(math.exp(1 - 4 / 2) * (1 * (2 / 2) * (1 / 1) * (1 / 1)) ** 0.25)
+    assert short == pytest.approx(math.exp(1 - 4 / 2) * (1 * 1 * 0.5 * 0.5) ** 0.25)
+    assert corpus_bleu(["sinus rhythm with normal rate"], ["sinus rhythm with normal rate"]) == pytest.approx(1.0)
     assert corpus_bleu(["xyz"], ["sinus rhythm"]) == 0.0
+
+
+def test_corpus_bleu_equals_nltk_method2():
+    nltk_bleu = pytest.importorskip("nltk.translate.bleu_score")
+    from heartfast.evaluate.text_metrics import bleu_tokens
+
+    predictions = [p for p, _ in SENTENCES] + ["Normal ECG", "Sinus"]
+    references = [r for _, r in SENTENCES] + ["Sinus rhythm with normal rate.", "Sinus rhythm."]
+    expected = nltk_bleu.corpus_bleu([[bleu_tokens(r)] for r in references], [bleu_tokens(p) for p in predictions],
+                                     smoothing_function=nltk_bleu.SmoothingFunction().method2)
+    assert corpus_bleu(predictions, references) == pytest.approx(expected, rel=1e-9)
 
 
 def test_roc_auc_hand_case():

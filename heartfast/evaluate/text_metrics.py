@@ -2,7 +2,8 @@
 
 ROUGE-L follows the `rouge-score` package (lower case, non-alphanumerics to spaces, no stemming, LCS F1).
 BLEU is corpus-level BLEU-4 (Papineni et al.) on lower-cased word/punctuation tokens with Lin & Och's
-add-one smoothing of the 2- to 4-gram precisions and the usual brevity penalty.
+add-one smoothing of the 2- to 4-gram precisions and the usual brevity penalty; it equals NLTK's
+`corpus_bleu(..., smoothing_function=SmoothingFunction().method2)` on the same tokens.
 BERTScore-F1 (Zhang et al.) uses a local encoder's last hidden layer, greedy cosine matching, no idf
 weighting and no baseline rescaling.
 """
@@ -62,7 +63,7 @@ def corpus_bleu(predictions: Sequence[str], references: Sequence[str], max_n: in
             p_ngrams = Counter(tuple(p[i:i + n]) for i in range(len(p) - n + 1))
             r_ngrams = Counter(tuple(r[i:i + n]) for i in range(len(r) - n + 1))
             matches[n - 1] += sum(min(c, r_ngrams[g]) for g, c in p_ngrams.items())
-            totals[n - 1] += max(len(p) - n + 1, 0)
+            totals[n - 1] += max(len(p) - n + 1, 1)   # as NLTK: a hypothesis too short for n-grams counts 1
     if pred_len == 0 or matches[0] == 0:
         return 0.0
     log_p = math.log(matches[0] / totals[0])
