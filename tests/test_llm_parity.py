@@ -101,3 +101,19 @@ def test_parameter_count_formula(tmp_path):
         hf_model(arch, **extra).save_pretrained(tmp_path / arch)
         ours = DecoderLM.from_pretrained(tmp_path / arch)
         assert ours.config.parameter_count() == sum(p.numel() for p in ours.parameters())
+
+
+def test_gradient_checkpointing_same_gradients(tmp_path):
+    hf_model("qwen2").save_pretrained(tmp_path)
+    ours = DecoderLM.from_pretrained(tmp_path).train()
+    ids = torch.randint(0, 211, (2, 13))
+
+    def grads() -> list[torch.Tensor]:
+        ours.zero_grad()
+        ours(input_ids=ids).square().mean().backward()
+        return [p.grad.clone() for p in ours.parameters()]
+
+    plain = grads()
+    ours.gradient_checkpointing = True
+    for a, b in zip(plain, grads()):
+        torch.testing.assert_close(a, b)

@@ -193,3 +193,21 @@ def test_lora_model_saves_and_loads(tmp_path):
     loaded = HeartcareGPT.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(batch).logits, model(batch).logits)
+
+
+def test_packed_batch_gives_the_losses_of_separate_rows(tiny):
+    """Two samples packed into one row (cu_seqlens, restarted positions) = the same two samples padded."""
+    model, tokenizer = tiny
+    batch, seqs = sample_batch(model, tokenizer)
+    packed_ids = torch.tensor([seqs[0] + seqs[1]])
+    packed_labels = torch.full_like(packed_ids, -100)
+    packed_labels[0, len(seqs[0]) - 1] = seqs[0][-1]
+    packed_labels[0, -1] = seqs[1][-1]
+    positions = torch.cat([torch.arange(len(seqs[0])), torch.arange(len(seqs[1]))])[None]
+    cu = torch.tensor([0, len(seqs[0]), len(seqs[0]) + len(seqs[1])], dtype=torch.int32)
+    packed = MultimodalBatch(input_ids=packed_ids, labels=packed_labels, positions=positions, cu_seqlens=cu,
+                             signals=batch.signals, signal_fs=250, images=batch.images)
+    with torch.no_grad():
+        separate, together = model(batch, reduction="sum"), model(packed, reduction="sum")
+    assert together.tokens == separate.tokens == 2
+    torch.testing.assert_close(together.loss, separate.loss, atol=1e-4, rtol=1e-5)
