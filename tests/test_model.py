@@ -211,3 +211,23 @@ def test_packed_batch_gives_the_losses_of_separate_rows(tiny):
         separate, together = model(batch, reduction="sum"), model(packed, reduction="sum")
     assert together.tokens == separate.tokens == 2
     torch.testing.assert_close(together.loss, separate.loss, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("tower", ["siglip", "clip"])
+def test_vision_tower_from_a_full_two_tower_checkpoint(tower, tmp_path):
+    """Published SigLIP / CLIP checkpoints hold both towers; the vision half is what loads."""
+    shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    if tower == "siglip":
+        config = transformers.SiglipConfig(text_config=dict(shape, vocab_size=50),
+                                           vision_config=dict(shape, image_size=32, patch_size=8))
+        full = transformers.SiglipModel(config).eval()
+    else:
+        config = transformers.CLIPConfig(text_config=dict(shape, vocab_size=50), projection_dim=16,
+                                         vision_config=dict(shape, image_size=32, patch_size=8))
+        full = transformers.CLIPModel(config).eval()
+    full.save_pretrained(tmp_path)
+    encoder = ImageEncoder.from_pretrained(tmp_path, mode="pooled").eval()
+    pictures = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = full.vision_model(pixel_values=encoder.preprocess(pictures)).pooler_output
+        torch.testing.assert_close(encoder(pictures)[:, 0], expected)

@@ -72,7 +72,7 @@ class DecoderConfig:
     def from_hf_dict(cls, raw: dict) -> "DecoderConfig":
         """Read a transformers config.json (4.x `rope_scaling` or 5.x `rope_parameters` spelling)."""
         model_type = raw.get("model_type", "llama")
-        arch = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "phi3": "phi3"}.get(model_type)
+        arch = {"llama": "llama", "qwen2": "qwen2", "phi3": "phi3"}.get(model_type)
         if arch is None:
             raise ValueError(f"config.json model_type {model_type!r} is not one of llama, qwen2, phi3")
         rope = dict(raw.get("rope_parameters") or raw.get("rope_scaling") or {})
