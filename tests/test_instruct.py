@@ -238,3 +238,26 @@ def test_synthetic_every_task_and_exact_answers(synthetic_records):
             record = next(r for r in synthetic_records if r.id == item.record_ids[0])
             assert len(item.evidence["target"]) == 50
             assert item.evidence["target"][0] == pytest.approx(record.lead("II")[2000], abs=0.006)
+
+
+def test_ptbxl_records_follow_the_rules(shared_data):
+    from heartfast.io.sources import list_records
+
+    refs = list_records(shared_data / "ptb-xl")[:60]
+    records = [ref.load() for ref in refs]
+    items = list(build_items(records, seed=0, measurements=None))
+    fold_split = {r.id: {9: "val", 10: "test"}.get(r.fold, "train") for r in records}
+    for item in items:
+        assert all(fold_split[rid] == item.split for rid in item.record_ids)
+        if item.task == "DiagnosisClosedQA":
+            record = next(r for r in records if r.id == item.record_ids[0])
+            diagnostic = [lab for lab in record.labels if "diagnostic" in lab.kinds and lab.likelihood >= 60]
+            chosen = item.options[LETTERS.index(item.correct)]
+            if diagnostic:
+                best = max(diagnostic, key=lambda lab: lab.likelihood)
+                assert chosen.lower() == english_name(best.code).lower() or any(
+                    lab.likelihood == best.likelihood and chosen.lower() == english_name(lab.code).lower()
+                    for lab in diagnostic)
+            else:
+                assert chosen in NORMAL_VARIANTS["diagnosis"]
+    assert {"test", "train"} <= {i.split for i in items}
