@@ -10,15 +10,17 @@ the problem's pointers and sizes) and optionally one row-wise LayerNorm problem:
     norm tile:    LayerNorm over each row of h [M, H] (H = width of the embeddings), scattered to rows[m].
 
 The LayerNorm variant (Heartcare's signal projector: Linear → GELU → LayerNorm(H)) cannot live in the GEMM
-epilogue because an N tile (≤ 128 columns) never spans a row of H = 3072: the GELU output is stored once
-and the next layer's launch normalises it in a light extra pass (three reads of H per row from L2, one
-write) alongside the other stream's GEMM tiles.
+epilogue because an N tile (≤ 256 columns) never spans a row of H = 3072: the GELU output is stored once
+and the next layer's launch normalises it in a light extra pass (three reads of each row, mostly from L2,
+one write to the placeholder row) in programs scheduled first, alongside the other stream's GEMM tiles.
 
 Cost at the issue's shape (64 ECGs; signal 1280 × 128 → H; image 768 × 1152 → 2H → 2H; H = 3072; bf16):
-FLOPs 2·(1280·128·H + 768·1152·2H + 768·(2H)²) ≈ 98 GFLOP, dominated by the image's second layer;
-bytes ≈ weights (2H·1152 + (2H)² + H·128)·2 ≈ 90 MB + activations ≈ 30 MB → H100 roofline ≈ 0.12 ms for the
-FLOPs (at ~790 TFLOP/s) vs 0.04 ms for the bytes: compute-bound, so the gain over eager comes from fewer
-launches and from not materialising the concatenated / reshaped token tensor and its scatter copy.
+FLOPs 2·(1280·128·H + 768·1152·2H + 768·(2H)²) ≈ 70 GFLOP, 83% of it the image's second layer; bytes ≈
+weights (2H·1152 + (2H)² + H·128)·2 ≈ 90 MB + activations (inputs, the two intermediate layers written and
+read back, saved GELU inputs, 2816 output rows) ≈ 55 MB → H100 roofline ≈ 0.09 ms for the FLOPs (at ~790
+TFLOP/s) vs 0.05 ms for the bytes: compute-bound. Eager PyTorch runs the same GEMMs (cuBLAS) plus six
+elementwise / copy kernels (two GELUs, LayerNorm, reshape, cat, scatter) and their launches; the gain
+available is that overhead (~15-25% here), and only if the Triton GEMM tiles keep pace with cuBLAS.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ import triton
 import triton.language as tl
 
 from heartfast.kernels.autotune import configs
+
+NORM_ROWS = 16  # rows per norm program: 1280 signal rows -> 80 programs that overlap the GEMM tiles
 
 _CANDIDATES = [
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=2),
@@ -46,9 +50,11 @@ def _gelu(a):
 def _linear_tile(tile, x_ptr, w_ptr, b_ptr, pre_ptr, out_ptr, rows_ptr, M, N, K, width, tokens,
                  GELU: tl.constexpr, SCATTER: tl.constexpr, STORE_PRE: tl.constexpr, IEEE: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    n_tiles_n = tl.cdiv(N, BLOCK_N)
-    pid_m = tile // n_tiles_n
-    pid_n = tile % n_tiles_n
+    # M-fastest order: M is small (≤ a few thousand rows) and W large (up to (2H)² = 75 MB at H = 3072), so
+    # the programs in flight share W's column tile and W streams from HBM about once; x stays in L2.
+    n_tiles_m = tl.cdiv(M, BLOCK_M)
+    pid_m = tile % n_tiles_m
+    pid_n = tile // n_tiles_m
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_k = tl.arange(0, BLOCK_K)
@@ -122,20 +128,23 @@ def _grouped_projection_kernel(
         x1, w1, b1, pre1, out1, rows1, M1, N1, K1, width1, tokens1,
         norm_h, norm_g, norm_b, norm_out, norm_rows, norm_mean, norm_rstd, norm_M, norm_H, eps,
         GELU0: tl.constexpr, SCATTER0: tl.constexpr, GELU1: tl.constexpr, SCATTER1: tl.constexpr,
-        STORE_PRE: tl.constexpr, IEEE: tl.constexpr,
+        STORE_PRE: tl.constexpr, IEEE: tl.constexpr, NORM_ROWS: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    # Program order = longest work first: the norm rows (each loops over all of H), then the linear problems,
+    # which the launcher sorts by K (descending).
     pid = tl.program_id(0)
+    norm_tiles = tl.cdiv(norm_M, NORM_ROWS)
     tiles0 = tl.cdiv(M0, BLOCK_M) * tl.cdiv(N0, BLOCK_N)
     tiles1 = tl.cdiv(M1, BLOCK_M) * tl.cdiv(N1, BLOCK_N)
-    if pid < tiles0:
-        _linear_tile(pid, x0, w0, b0, pre0, out0, rows0, M0, N0, K0, width0, tokens0,
+    if pid < norm_tiles:
+        _norm_tile(pid, norm_h, norm_g, norm_b, norm_out, norm_rows, norm_mean, norm_rstd,
+                   norm_M, norm_H, eps, STORE_PRE, NORM_ROWS, BLOCK_N)
+    elif pid < norm_tiles + tiles0:
+        _linear_tile(pid - norm_tiles, x0, w0, b0, pre0, out0, rows0, M0, N0, K0, width0, tokens0,
                      GELU0, SCATTER0, STORE_PRE, IEEE, BLOCK_M, BLOCK_N, BLOCK_K)
-    elif pid < tiles0 + tiles1:
-        _linear_tile(pid - tiles0, x1, w1, b1, pre1, out1, rows1, M1, N1, K1, width1, tokens1,
-                     GELU1, SCATTER1, STORE_PRE, IEEE, BLOCK_M, BLOCK_N, BLOCK_K)
     else:
-        _norm_tile(pid - tiles0 - tiles1, norm_h, norm_g, norm_b, norm_out, norm_rows, norm_mean, norm_rstd,
-                   norm_M, norm_H, eps, STORE_PRE, BLOCK_M, BLOCK_N)
+        _linear_tile(pid - norm_tiles - tiles0, x1, w1, b1, pre1, out1, rows1, M1, N1, K1, width1, tokens1,
+                     GELU1, SCATTER1, STORE_PRE, IEEE, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
 def grouped_projection_launch(linears: list[dict], norm: dict | None, store_pre: bool) -> None:
@@ -149,6 +158,7 @@ def grouped_projection_launch(linears: list[dict], norm: dict | None, store_pre:
     """
     if not 1 <= len(linears) + (norm is not None) <= 3 or len(linears) > 2:
         raise ValueError("a grouped launch takes one or two linear problems and at most one norm problem")
+    linears = sorted(linears, key=lambda p: -p["x"].shape[1])  # longest K first (see the kernel)
     anchor = linears[0] if linears else {"x": norm["h"], "b": norm["b"], "out": norm["out"]}
     args = []
     for p in linears:
@@ -175,11 +185,11 @@ def grouped_projection_launch(linears: list[dict], norm: dict | None, store_pre:
     def grid(meta: dict) -> tuple[int]:
         tiles = sum(triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]) for m, n in sizes)
         if norm is not None:
-            tiles += triton.cdiv(norm["h"].shape[0], meta["BLOCK_M"])
+            tiles += triton.cdiv(norm["h"].shape[0], NORM_ROWS)
         return (tiles,)
 
     flags = [(bool(p.get("gelu")), p.get("rows") is not None) for p in linears] + [(False, False)] * 2
     _grouped_projection_kernel[grid](
         *args, GELU0=flags[0][0], SCATTER0=flags[0][1], GELU1=flags[1][0], SCATTER1=flags[1][1],
-        STORE_PRE=store_pre, IEEE=ieee)
+        STORE_PRE=store_pre, IEEE=ieee, NORM_ROWS=NORM_ROWS)
 
