@@ -88,3 +88,9 @@ def test_bad_rows_rejected():
     streams[1].rows = streams[1].rows[:-1]
     with pytest.raises(ValueError, match="rows has 5 entries"):
         dual_projection_reference(torch.zeros(18, H), streams)
+
+
+def test_mixed_dtypes_rejected_on_the_kernel_path():
+    streams = heartcare_streams(torch.float32, 18)
+    with pytest.raises(ValueError, match="one dtype"):
+        dual_projection(torch.zeros(18, H, dtype=torch.float16), streams, backend="triton")

@@ -95,6 +95,12 @@ def dual_projection(embeds: torch.Tensor, streams: Sequence[Stream], backend: st
     _check(embeds, streams)
     if not embeds.is_contiguous():
         raise ValueError("the Triton dual_projection writes in place: embeds must be contiguous")
+    for s in streams:
+        dtypes = {s.x.dtype, *(t.dtype for layer in s.layers for t in (layer.weight, layer.bias))}
+        if dtypes != {embeds.dtype}:
+            raise ValueError(f"the Triton dual_projection needs one dtype for embeds, inputs and weights; got "
+                             f"{sorted(map(str, dtypes | {embeds.dtype}))} (DualStreamProjector.write casts)")
+    streams = [Stream(s.x, s.rows.to(torch.int64).contiguous(), s.layers, s.tokens) for s in streams]
     layout = tuple((len(s.layers), s.tokens, tuple(_layer_key(layer) for layer in s.layers)) for s in streams)
     flat_inputs: list[torch.Tensor] = []
     for s in streams:
