@@ -31,6 +31,7 @@ TOLERANCE = {"heart_rate": 5.0, "pr_interval": 20.0, "qrs_duration": 12.0, "qt_i
 UNITS = {"heart_rate": "bpm", "pr_interval": "ms", "qrs_duration": "ms", "qt_interval": "ms"}
 REGION_GAP_S = 1.0      # expert points further apart than this start a new annotated stretch
 REGION_MARGIN_S = 0.1
+LEAD_OWN = ("P_on", "P_peak", "P_off", "QRS_peak", "T_peak")
 BATCH = 16              # records per delineation call (CPU caches favour small batches)
 
 Points = dict[str, np.ndarray]  # fiducial -> sorted sample indices
@@ -168,7 +169,11 @@ class MethodResult:
 
 
 def run_heartfast(records: Sequence[Record], lead: str, device: str = "cpu") -> MethodResult:
-    """heartfast on all 12 (or however many) leads; batches records of equal rate, leads and length."""
+    """heartfast on all 12 (or however many) leads; batches records of equal rate, leads and length.
+
+    Scored points are the multi-lead (global) ones; where the experts annotated the scored lead by itself,
+    its P wave and peaks come from that lead's own delineation. Intervals always use the global points.
+    """
     from heartfast.signal.delineate import delineate
 
     points: list[Points | None] = [None] * len(records)
@@ -189,8 +194,12 @@ def run_heartfast(records: Sequence[Record], lead: str, device: str = "cpu") -> 
         for j, i in enumerate(members):
             global_points = {f: _valid(result.points[f][j]) for f in FIDUCIALS}
             own = dict(global_points)
-            for f in ("P_peak", "QRS_peak", "T_peak"):  # peaks belong to the scored lead itself
-                own[f] = _valid(result.lead_points[f][j, lead_index])
+            annotations = records[i].annotations
+            if annotations is not None and canonical_lead(lead) in annotations.waves:
+                # experts annotated this lead by itself (LUDB): its own P wave and peaks are what they
+                # marked; QRS onset/offset and T offset stay global, the 12-lead convention they follow
+                for f in LEAD_OWN:
+                    own[f] = _valid(result.lead_points[f][j, lead_index])
             points[i] = own
             interval_points[i] = global_points
     return MethodResult(points, interval_points, seconds)

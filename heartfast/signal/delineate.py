@@ -35,11 +35,13 @@ QRS_SEARCH_BEFORE_S = 0.16
 QRS_SEARCH_AFTER_S = 0.20
 QRS_CORE_S = 0.06          # the largest QRS slope is looked for within this distance of the anchor
 QRS_ENTER = 0.25           # fraction of the largest slope that marks "inside the QRS"
+R_WAVE_SHARE = 0.3         # a positive wave this large against the negative one is the R peak
 QRS_LEAVE = 0.08           # fraction below which the boundary is reached
 P_SEARCH_S = 0.30          # P wave searched within this much before the QRS onset
 P_LOWPASS_HZ = 25.0
 P_END_GAP_S = 0.01         # P offset at least this long before the QRS onset
 P_PEAK_GAP_S = 0.05        # P peak at least this long before the QRS onset
+P_LEAD_SHARE = 0.35        # ... and a beat has one when this share of the active leads agree
 P_MIN_MV = 0.02            # a lead shows a P wave when its detrended peak is at least this large
 T_SIDE_S = 0.10            # the trapezium reference point lies this far beyond the steepest flank
 P_SIDE_S = 0.05
@@ -211,7 +213,10 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     pr_seg = _in_range(pos_q, qrs_on - sq(0.03), qrs_on - sq(0.01) + 1)
     baseline = (Xq * pr_seg).sum(-1) / pr_seg.sum(-1).clamp_min(1)  # [B, L, K] isoelectric level
     qrs = _in_range(pos_q, qrs_on, qrs_off + 1)
-    r_peak_l = _argmax_in((Xq - baseline[..., None]).abs(), qrs)
+    above = Xq - baseline[..., None]
+    r_wave, s_wave = _argmax_in(above, qrs), _argmax_in(-above, qrs)
+    # the R wave is the lead's QRS peak unless the complex is (nearly) all negative (QS, rS in V1)
+    r_peak_l = torch.where(_at(above, r_wave) >= R_WAVE_SHARE * -_at(above, s_wave), r_wave, s_wave)
     qrs_size = torch.where(qrs, Xq, float("-inf")).amax(-1) - torch.where(qrs, Xq, float("inf")).amin(-1)
     r_peak = r_peak_l.gather(1, qrs_size.argmax(1, keepdim=True))
     lead_active = xq.abs().amax(-1) > 1e-4  # [B, L]: leads that carry a signal
@@ -279,7 +284,7 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     # a beat has a P wave when most active leads show one and their peaks agree in time
     centre = torch.where(p_clear, p_peak_l.float(), torch.full_like(p_amp, float("nan"))).nanmedian(1, keepdim=True).values
     agree = p_clear & ((p_peak_l.float() - centre).abs() <= sw(0.04))
-    has_p = agree.sum(1, keepdim=True) >= 0.5 * active.sum(1, keepdim=True).clamp_min(1)
+    has_p = agree.sum(1, keepdim=True) >= P_LEAD_SHARE * active.sum(1, keepdim=True).clamp_min(1)
     p_use = agree & has_p
     p_on = _fuse(p_on_l, p_use, FUSE_QUANTILE)[:, None]
     p_off = _fuse(p_off_l, p_use, FUSE_QUANTILE)[:, None]
