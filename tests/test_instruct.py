@@ -157,7 +157,8 @@ def test_deterministic_per_seed():
 
 
 def test_per_record_uses_distinct_templates():
-    items = [i for i in build_items(HAND_RECORDS[:1], seed=0, per_record=3, measurements=None) if i.task == "DiagnosisOpenQA"]
+    items = [i for i in build_items(HAND_RECORDS[:1], seed=0, per_record=3, measurements=None)
+             if i.task == "DiagnosisOpenQA"]
     assert len(items) == 3 and len({i.template for i in items}) == 3
 
 
@@ -203,6 +204,9 @@ def test_builders_take_measurements_as_input():
     assert items["RateClosedQA"].evidence["measurements"] == [
         {"name": "heart_rate", "value": 55.0, "unit": "bpm", "lead": None}]
     assert "QRS duration" not in items["GroundedInterpretation"].answer
+    only_qrs = {i.task: i for i in build_items([HAND_RECORDS[1]], seed=0, measurements={"2": {"qrs_duration": 100}})}
+    assert only_qrs["GroundedInterpretation"].answer.startswith("Rhythm: sinus rhythm. Intervals: QRS duration 100 ms")
+    assert "RateClosedQA" not in only_qrs
 
 
 @pytest.fixture(scope="module")

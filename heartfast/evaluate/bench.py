@@ -58,8 +58,9 @@ def write_bench(pairs: list[tuple[str, Item]], out_dir: str | Path, source: str,
         for subset, item in pairs:
             f.write(json.dumps({"subset": subset, **item.to_dict()}, ensure_ascii=False) + "\n")
     counts = Counter(f"{subset}/{item.task}" for subset, item in pairs)
-    manifest = {"source": source, "seed": seed, "split": split, "items": len(pairs),
-                "records": len({rid for _, item in pairs for rid in item.record_ids}), "counts": dict(sorted(counts.items()))}
+    records = {rid for _, item in pairs for rid in item.record_ids}
+    manifest = {"source": source, "seed": seed, "split": split, "items": len(pairs), "records": len(records),
+                "counts": dict(sorted(counts.items()))}
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from tqdm import tqdm
 
 from heartfast.instruct import builders
+from heartfast.instruct.comparison import comparison_item
+from heartfast.instruct.grounded import grounded_item
 from heartfast.instruct.facts import RecordFacts, record_facts
 from heartfast.instruct.items import TASKS, Item
 from heartfast.instruct.measured import Measured, as_measured, measure_batch, truth_measurements
@@ -91,7 +93,7 @@ def _build(task, record, facts, rng, index, modality, item_id) -> Item | None:
     if task == "ReportGeneration":
         return builders.report_item(facts, rng, index, modality, item_id)
     if task == "GroundedInterpretation":
-        return builders.grounded_item(facts, rng, index, item_id)
+        return grounded_item(facts, rng, index, item_id)
     if task == "SignalForecasting":
         return builders.forecast_item(record, facts, rng, index, item_id)
     raise ValueError(f"unknown task {task!r}")
@@ -123,7 +125,7 @@ def comparison_items(all_facts: list[RecordFacts], seed: int, per_record: int) -
             for k in range(per_record):
                 for j, (other, pairing) in enumerate(partners):
                     item_id = f"{facts.database}:{facts.record_id}+{other.record_id}/ComparisonQA/{k}.{j}"
-                    item = builders.comparison_item(facts, other, rng, item_id, pairing)
+                    item = comparison_item(facts, other, rng, item_id, pairing)
                     if item is not None:
                         items.append(item)
     return items

@@ -3,8 +3,9 @@
 Accepts what `heartfast.signal.measure.measure_record` returns (a `Measurements` whose `items` are
 `Measurement(name, value, unit, lead, beats)`) as well as plain mappings, so builders can be driven by any
 measurement source: {"pr_interval": 182}, {"qrs_amplitude": {"V1": 1.2, ...}}, objects with
-`value`/`unit`/`lead` attributes, or a sequence of such objects with a `name`. NaN values are dropped. Synthetic records carry exact
-ground truth in `extra["truth"]`, which `truth_measurements` turns into the same form.
+`value`/`unit`/`lead` attributes, or a sequence of such objects with a `name`. NaN values are dropped.
+Synthetic records carry exact ground truth in `extra["truth"]`, which `truth_measurements` turns into the same
+form.
 """
 from __future__ import annotations
 
