@@ -16,11 +16,25 @@ def test_inspect_ptbxl_table(shared_data, capsys):
     assert lines[-1] == "3 of 400 records shown"
 
 
-def test_inspect_shows_unreadable_records_and_goes_on(shared_data, capsys):
+def test_inspect_reads_holter_channel_names(shared_data, capsys):
     assert main(["data", "inspect", str(shared_data / "qtdb")]) == 0
     out = capsys.readouterr().out
     assert "sel100    qtdb      250  II,V5" in out
-    assert "ERROR: " + str(shared_data / "qtdb" / "sel16265.hea") + ": lead name 'ECG1'" in out
+    assert "sel16265  qtdb      250  ECG1,ECG2" in out and "ERROR" not in out
+
+
+def test_inspect_shows_unreadable_records_and_goes_on(shared_data, tmp_path, capsys):
+    import shutil
+
+    source = shared_data / "ptb-xl" / "records100" / "00000"
+    for name in ("00001_lr", "00002_lr"):
+        for ext in (".hea", ".dat"):
+            shutil.copy(source / (name + ext), tmp_path / (name + ext))
+    bad = tmp_path / "00002_lr.hea"
+    bad.write_text(bad.read_text().replace(" V1", " ECG1", 1))
+    assert main(["data", "inspect", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "00001_lr" in out and f"ERROR: {bad}: lead name 'ECG1'" in out
 
 
 def test_inspect_empty_folder_fails_cleanly(tmp_path, capsys):

@@ -13,7 +13,7 @@ from heartfast.io.wfdb_reader import read_wfdb
 def read_mitbih(path: str | Path, database: str = "mitdb") -> Record:
     """Record with `annotations.beat_samples/beat_symbols` from `.atr`; rhythm changes in extra."""
     header = read_header(path)
-    record = read_wfdb(header.path, database, header)
+    record = read_wfdb(header.path, database, header, allow_unnamed_leads=True)
     samples, symbols, other = beats(header.record_path, "atr")
     record.annotations = Annotations(beat_samples=samples, beat_symbols=symbols)
     record.extra["rhythm_annotations"] = other

@@ -15,7 +15,7 @@ from heartfast.io.wfdb_reader import read_wfdb
 def read_qtdb(path: str | Path, annotator: str = "q1c") -> Record:
     """Record whose `annotations.waves['all']` holds the manual fiducials (they apply to all leads)."""
     header = read_header(path)
-    record = read_wfdb(header.path, "qtdb", header)
+    record = read_wfdb(header.path, "qtdb", header, allow_unnamed_leads=True)
     ann = read_annotation(header.record_path, annotator)
     samples = np.asarray(ann.sample, dtype=np.int64)
     annotations = Annotations(waves={"all": wave_fiducials(samples, list(ann.symbol))},

@@ -34,19 +34,24 @@ class ECGDataError(ValueError):
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
 
-def canonical_lead(name: str, path: str | Path | None = None) -> str:
-    """Map a lead name as databases spell it ('i', 'MLII', 'avr', 'V1 ') to its canonical form."""
+def canonical_lead(name: str, path: str | Path | None = None, allow_unnamed: bool = False) -> str:
+    """Map a lead name as databases spell it ('i', 'MLII', 'avr', 'V1 ') to its canonical form.
+
+    Holter databases (QTDB, MIT-BIH) name some channels only 'ECG1' or by a bipolar placement ('D4', 'CM5');
+    with `allow_unnamed` such names are kept as written instead of refused.
+    """
     key = re.sub(r"[\s_\-]", "", name).lower()
-    if key in _LEAD_ALIASES:
-        lead = _LEAD_ALIASES[key]
-        if lead is None:
-            raise ECGDataError(path, f"lead name {name!r} does not say which lead it is")
-        return lead
+    if key in _LEAD_ALIASES and _LEAD_ALIASES[key] is not None:
+        return _LEAD_ALIASES[key]
     for lead in LEADS_12:
         if key == lead.lower():
             return lead
     if re.fullmatch(r"v[1-9]r?", key) or key in ("x", "y", "z", "vx", "vy", "vz"):
         return key.upper()  # extra precordial / Frank leads (V7-V9, V3R, X/Y/Z) keep a stable name
+    if allow_unnamed and name.strip():
+        return name.strip()
+    if key in _LEAD_ALIASES:
+        raise ECGDataError(path, f"lead name {name!r} does not say which lead it is")
     raise ECGDataError(path, f"unknown lead name {name!r}")
 
 

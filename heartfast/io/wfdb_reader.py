@@ -18,10 +18,14 @@ _BYTES_PER_SAMPLE = {"16": 2, "24": 3, "32": 4, "80": 1}   # 212 packs 2 samples
 _INVALID = {"16": -(2 ** 15), "212": -(2 ** 11), "24": -(2 ** 23), "32": -(2 ** 31), "80": -128}
 
 
-def read_wfdb(path: str | Path, database: str = "wfdb", header: Header | None = None) -> Record:
-    """The record at `path` (.hea file or path without extension) with signal float32 [leads, samples] mV."""
+def read_wfdb(path: str | Path, database: str = "wfdb", header: Header | None = None,
+              allow_unnamed_leads: bool = False) -> Record:
+    """The record at `path` (.hea file or path without extension) with signal float32 [leads, samples] mV.
+
+    `allow_unnamed_leads` keeps Holter channel names such as 'ECG1' or 'D4' (QTDB, MIT-BIH) as written.
+    """
     header = header or read_header(path)
-    leads = tuple(canonical_lead(s.description, header.path) for s in header.signals)
+    leads = tuple(canonical_lead(s.description, header.path, allow_unnamed_leads) for s in header.signals)
     if len(set(leads)) != len(leads):
         raise ECGDataError(header.path, f"duplicate lead names {leads}")
     signal = read_signal(header)
