@@ -102,7 +102,8 @@ def score_group(items: list[Item], answers: list[str], bert=None) -> dict:
 
 
 def evaluate(bench: list[tuple[str, Item]], answers: dict[str, str], bert=None) -> dict:
-    """{"subsets": {subset: {task: metrics}}, "missing": n, "answered": n}."""
+    """{"subsets": {subset: {task: metrics}}, "closed_accuracy": %, "closed_accuracy_by_subset": {subset: %},
+    "answered": n, "missing": n}."""
     groups: dict[tuple[str, str], list[Item]] = defaultdict(list)
     for subset, item in bench:
         groups[(subset, item.task)].append(item)
@@ -113,10 +114,14 @@ def evaluate(bench: list[tuple[str, Item]], answers: dict[str, str], bert=None) 
         results["answered"] += answered
         results["missing"] += len(items) - answered
         results["subsets"][subset][task] = score_group(items, texts, bert)
-    closed = [(subset, item) for subset, item in bench if item.task in CLOSED_TASKS]
-    if closed:
-        right = sum(parse_choice(answers.get(item.id, ""), item.options) == item.correct for _, item in closed)
-        results["closed_accuracy"] = 100.0 * right / len(closed)
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for subset, item in bench:
+        if item.task in CLOSED_TASKS:
+            hits[subset].append(parse_choice(answers.get(item.id, ""), item.options) == item.correct)
+    if hits:
+        every = [h for subset_hits in hits.values() for h in subset_hits]
+        results["closed_accuracy"] = 100.0 * sum(every) / len(every)
+        results["closed_accuracy_by_subset"] = {s: 100.0 * sum(h) / len(h) for s, h in sorted(hits.items())}
     results["subsets"] = dict(results["subsets"])
     return results
 
@@ -135,6 +140,7 @@ def format_table(results: dict) -> str:
             shown = "  ".join(f"{k} {_number(v)}" for k, v in metrics.items() if k != "n" and v is not None)
             lines.append(f"{subset:<10} {task:<24} {metrics['n']:>6}  {shown}")
     if "closed_accuracy" in results:
-        lines.append(f"closed-QA accuracy over all subsets: {results['closed_accuracy']:.1f}%")
+        by_subset = ", ".join(f"{s} {v:.1f}%" for s, v in results["closed_accuracy_by_subset"].items())
+        lines.append(f"closed-QA accuracy: {results['closed_accuracy']:.1f}% ({by_subset})")
     lines.append(f"answered {results['answered']}, missing {results['missing']}")
     return "\n".join(lines)

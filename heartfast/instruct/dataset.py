@@ -22,27 +22,26 @@ from heartfast.instruct.splits import PatientSplitter
 from heartfast.instruct.templates import TEMPLATES
 
 MeasurementSource = Callable[[object], object] | Mapping[str, object] | None
-
-
 MEASURE_CHUNK = 64   # records measured per batched call
 
 
+def _with_truth(truth: list[Measured], measured: list[Measured]) -> list[Measured]:
+    """Ground-truth global values replace measured ones of the same name; everything else is kept."""
+    exact = {m.name for m in truth}
+    return truth + [m for m in measured if m.lead is not None or m.name not in exact]
+
+
 def measurements_for(records: list, source: MeasurementSource | str = "auto") -> list[list[Measured]]:
-    """Measurements of each record: synthetic ground truth where present; else from `source` (a callable
-    record -> measurements, or a mapping record id -> measurements); "auto" runs the project's measurement
-    module (batched); None gives no measurements."""
-    out = [truth_measurements(record) for record in records]
-    todo = [i for i, m in enumerate(out) if not m]
-    if source is None or not todo:
-        return out
-    if source == "auto":
-        for i, measured in zip(todo, measure_batch([records[i] for i in todo])):
-            out[i] = measured
+    """Measurements of each record: from `source` (a callable record -> measurements, or a mapping record
+    id -> measurements; "auto" runs the project's measurement module, batched; None: none), with a synthetic
+    record's exact ground truth (`extra["truth"]`) taking the place of the measured global values."""
+    if source is None:
+        measured: list[list[Measured]] = [[] for _ in records]
+    elif source == "auto":
+        measured = measure_batch(records)
     else:
-        for i in todo:
-            raw = source(records[i]) if callable(source) else source.get(records[i].id)
-            out[i] = as_measured(raw)
-    return out
+        measured = [as_measured(source(r) if callable(source) else source.get(r.id)) for r in records]
+    return [_with_truth(truth_measurements(r), m) for r, m in zip(records, measured)]
 
 
 def _chunks(records: Iterable, size: int) -> Iterator[list]:
