@@ -147,13 +147,15 @@ def _grouped_projection_kernel(
                      GELU1, SCATTER1, STORE_PRE, IEEE, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
-def grouped_projection_launch(linears: list[dict], norm: dict | None, store_pre: bool) -> None:
+def grouped_projection_launch(linears: list[dict], norm: dict | None, store_pre: bool, ieee: bool = True) -> None:
     """One launch for up to two Linear problems and one LayerNorm problem (see the module docstring).
 
     Each linear dict: x [M, K], w [N, K], b [N], out (dense [M, N] or the [T, width] embeddings), rows
     (int64 [M * tokens] or None for a dense store), tokens, gelu, pre ([M, N] or None). The norm dict:
     h [M, H], g [H], b [H], out [T, H], rows int64 [M], eps, and with `store_pre` mean / rstd (fp32 [M]).
     With `store_pre` the launch also keeps what the backward needs: GELU inputs and LayerNorm statistics.
+    `ieee`: exact fp32 dots (else TF32 for fp32 inputs; fp16/bf16 ignore it). The output buffers may have
+    another float dtype than the inputs (the epilogue casts): fp32 embeddings filled by a bf16 projector.
     All tensors contiguous, same device.
     """
     if not 1 <= len(linears) + (norm is not None) <= 3 or len(linears) > 2:
@@ -180,7 +182,6 @@ def grouped_projection_launch(linears: list[dict], norm: dict | None, store_pre:
         args += [anchor["x"], anchor["b"], anchor["b"], anchor["out"], anchor["b"], anchor["b"], anchor["b"], 0, 1,
                  1e-5]
     sizes = [(p["x"].shape[0], p["w"].shape[0]) for p in linears]
-    ieee = str(anchor["x"].dtype) == "torch.float32"
 
     def grid(meta: dict) -> tuple[int]:
         tiles = sum(triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]) for m, n in sizes)

@@ -90,7 +90,27 @@ def test_bad_rows_rejected():
         dual_projection_reference(torch.zeros(18, H), streams)
 
 
-def test_mixed_dtypes_rejected_on_the_kernel_path():
+def test_mixed_stream_dtypes_rejected_on_the_kernel_path():
     streams = heartcare_streams(torch.float32, 18)
     with pytest.raises(ValueError, match="one dtype"):
-        dual_projection(torch.zeros(18, H, dtype=torch.float16), streams, backend="triton")
+        streams[0].x = streams[0].x.half()
+        dual_projection(torch.zeros(18, H), streams, backend="triton")
+
+
+def test_half_projector_fills_float_embeddings():
+    """The autocast case: fp16 stream math, rows cast into fp32 embeddings; gradients reach fp32 weights."""
+    def half(layer: Linear | Norm) -> Linear | Norm:
+        if isinstance(layer, Norm):
+            return Norm(layer.weight.half(), layer.bias.half(), layer.eps)
+        return Linear(layer.weight.half(), layer.bias.half(), layer.gelu)
+
+    streams32 = heartcare_streams(torch.float32, 18)
+    streams16 = [Stream(s.x.half(), s.rows, [half(layer) for layer in s.layers], s.tokens) for s in streams32]
+    base = torch.randn(18, H)
+    out = dual_projection(base.clone(), streams16, backend="triton")
+    ref = dual_projection_reference(base, streams32)
+    assert out.dtype == torch.float32 and rel(out, ref) < 1e-2
+    weight = streams32[1].layers[1].weight
+    (g,) = torch.autograd.grad(out.square().sum(), weight)
+    (r,) = torch.autograd.grad(ref.square().sum(), weight)
+    assert g.dtype == torch.float32 and rel(g, r) < 2e-2

@@ -78,8 +78,10 @@ class DualStreamProjector(nn.Module):
 
         signal [Ns, signal_dim] with signal_rows int64 [Ns]; image [Ni, image_dim] with image_rows
         [Ni · image_tokens] (flat indices into embeds.view(-1, H), the tokens of one vector consecutive).
+        Under autocast the projectors compute in the autocast dtype, as eager autocast would.
         """
-        dtype = embeds.dtype
+        device = embeds.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else embeds.dtype
         streams = []
         if signal is not None and signal.shape[0]:
             streams.append(proj.Stream(signal.to(dtype), signal_rows, self._cast(self.signal_layers(), dtype), 1))

@@ -108,13 +108,17 @@ def build_input_ids(tokenizer, text: str, spans: Spans, signal_tokens: int | lis
     n_sig, n_img = ids.count(signal_id), ids.count(image_id)
     sig_counts = signal_tokens if isinstance(signal_tokens, list) else [signal_tokens] * n_sig
     img_counts = image_tokens if isinstance(image_tokens, list) else [image_tokens] * n_img
-    if len(sig_counts) != n_sig or len(img_counts) != n_img or (signal_codes is not None and len(signal_codes) != n_sig):
+    codes_ok = signal_codes is None or len(signal_codes) == n_sig
+    if len(sig_counts) != n_sig or len(img_counts) != n_img or not codes_ok:
         raise ValueError(f"the prompt has {n_sig} <signal> and {n_img} <image> markers; counts/codes do not match")
     out: list[int] = []
     si = ii = 0
     for token in ids:
         if token == signal_id:
-            out += spans.signal_codes(signal_codes[si], levels) if signal_codes is not None else spans.signal(sig_counts[si])
+            if signal_codes is not None:
+                out += spans.signal_codes(signal_codes[si], levels)
+            else:
+                out += spans.signal(sig_counts[si])
             si += 1
         elif token == image_id:
             out += spans.image(img_counts[ii])
@@ -130,7 +134,9 @@ class HeartcareGPT(nn.Module):
         super().__init__()
         self.config = config
         self.llm = llm if llm is not None else DecoderLM(DecoderConfig(**config.llm))
-        self.vision = vision if vision is not None or config.vision is None else ImageEncoder(VisionConfig(**config.vision))
+        if vision is None and config.vision is not None:
+            vision = ImageEncoder(VisionConfig(**config.vision))
+        self.vision = vision
         self.signal_encoder = signal_encoder if signal_encoder is not None else self._build_signal_encoder()
         self.projector = DualStreamProjector(ProjectorConfig(**config.projector))
         self.freeze_encoders()
@@ -209,7 +215,8 @@ class HeartcareGPT(nn.Module):
             signal = signal.reshape(-1, signal.shape[-1])
             signal_rows = (flat_ids == ids_of[vocab.SIGNAL]).nonzero().squeeze(1)
             if signal_rows.numel() != signal.shape[0]:
-                raise ValueError(f"{signal.shape[0]} signal feature rows for {signal_rows.numel()} <signal> placeholders")
+                raise ValueError(f"{signal.shape[0]} signal feature rows for {signal_rows.numel()} "
+                                 "<signal> placeholders")
         if image is not None:
             image = image.reshape(-1, image.shape[-1])
             image_rows = (flat_ids == ids_of[vocab.IMAGE]).nonzero().squeeze(1)
@@ -268,7 +275,7 @@ class HeartcareGPT(nn.Module):
                 apply_lora(model.llm, LoraConfig(**model.config.lora), freeze_others=False)
         state = load_safetensors_dir(directory, device=device)
         expected = model.state_dict()
-        tied = [k for k in expected if k not in state and k == "llm.lm_head.weight" and model.llm.config.tie_word_embeddings]
+        tied = {"llm.lm_head.weight"} if model.llm.config.tie_word_embeddings else set()
         missing = [k for k in expected if k not in state and k not in tied]
         unexpected = [k for k in state if k not in expected]
         if missing or unexpected:

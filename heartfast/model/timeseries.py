@@ -54,7 +54,8 @@ class EncoderBlock(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(c.dim), nn.LayerNorm(c.dim)
         self.qkv = nn.Linear(c.dim, 3 * c.dim)
         self.proj = nn.Linear(c.dim, c.dim)
-        self.mlp = nn.Sequential(nn.Linear(c.dim, c.mlp_ratio * c.dim), nn.GELU(), nn.Linear(c.mlp_ratio * c.dim, c.dim))
+        inner = c.mlp_ratio * c.dim
+        self.mlp = nn.Sequential(nn.Linear(c.dim, inner), nn.GELU(), nn.Linear(inner, c.dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, s, d = x.shape

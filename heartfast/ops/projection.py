@@ -10,6 +10,9 @@ order). The streams' layers are aligned from the end (the last layers run togeth
     GEM        signal: Linear(768→1024), shared MLP          image: shared MLP (Linear+GELU, Linear)
                launches: [sig adapter], [sig fc1 ‖ img fc1], [sig fc2 ‖ img fc2 → scatter]
 
+A stream computes in its own dtype (input and weights alike) and the rows are cast to the embeddings' dtype
+as they are written (a bf16 projector under autocast fills fp32 embeddings); fp32 dots are exact unless
+`torch.set_float32_matmul_precision` allows TF32, as for cuBLAS.
 The Triton path (CUDA, or the interpreter) writes the final rows in place into `embeds` and returns it;
 the torch reference returns a new tensor. Either way, use the return value. Gradients flow to the stream
 inputs and every weight (shared weights sum over streams) and to `embeds` outside the written rows.
@@ -97,9 +100,9 @@ def dual_projection(embeds: torch.Tensor, streams: Sequence[Stream], backend: st
         raise ValueError("the Triton dual_projection writes in place: embeds must be contiguous")
     for s in streams:
         dtypes = {s.x.dtype, *(t.dtype for layer in s.layers for t in (layer.weight, layer.bias))}
-        if dtypes != {embeds.dtype}:
-            raise ValueError(f"the Triton dual_projection needs one dtype for embeds, inputs and weights; got "
-                             f"{sorted(map(str, dtypes | {embeds.dtype}))} (DualStreamProjector.write casts)")
+        if len(dtypes) != 1:
+            raise ValueError(f"the Triton dual_projection needs one dtype for a stream's input and weights; got "
+                             f"{sorted(map(str, dtypes))} (DualStreamProjector.write casts)")
     streams = [Stream(s.x, s.rows.to(torch.int64).contiguous(), s.layers, s.tokens) for s in streams]
     layout = tuple((len(s.layers), s.tokens, tuple(_layer_key(layer) for layer in s.layers)) for s in streams)
     flat_inputs: list[torch.Tensor] = []
@@ -135,6 +138,7 @@ def _forward_kernels(embeds: torch.Tensor, streams: list[Stream], keep: bool) ->
 
     width = embeds.shape[-1]
     out = embeds.view(-1, width)
+    ieee = torch.get_float32_matmul_precision() == "highest"  # fp32 follows torch's TF32 setting, like cuBLAS
     depth = max(len(s.layers) for s in streams)
     inputs = [s.x.contiguous() for s in streams]
     saved: list[list] = [[] for _ in streams]
@@ -159,7 +163,7 @@ def _forward_kernels(embeds: torch.Tensor, streams: list[Stream], keep: bool) ->
                             "out": out if final else y, "rows": s.rows if final else None, "tokens": s.tokens})
             saved[si].append((x, pre))
             pending.append((si, y))
-        grouped_projection_launch(linears, norm, store_pre=keep)
+        grouped_projection_launch(linears, norm, store_pre=keep, ieee=ieee)
         for si, y in pending:
             if y is not None:
                 inputs[si] = y
@@ -196,7 +200,7 @@ class _DualProjection(torch.autograd.Function):
         grads: list[torch.Tensor | None] = [None] * ctx.n_flat
         offset, cursor = 0, 0
         for s in streams:
-            g = grad_flat.index_select(0, s.rows).reshape(s.x.shape[0], -1)
+            g = grad_flat.index_select(0, s.rows).reshape(s.x.shape[0], -1).to(s.x.dtype)
             layer_slots = [offset + 2 + 2 * i for i in range(len(s.layers))]
             acts = [(extra[cursor + 2 * i], extra[cursor + 2 * i + 1]) for i in range(len(s.layers))]
             cursor += 2 * len(s.layers)
