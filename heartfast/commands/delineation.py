@@ -7,12 +7,14 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
     from tqdm import tqdm
 
     from heartfast.evaluate.delineation import evaluate, format_tables, to_json
     from heartfast.io.record import ECGDataError
     from heartfast.io.sources import list_records
 
+    torch.set_num_threads(args.threads)
     refs = list_records(args.db)
     if args.limit:
         refs = refs[: args.limit]
@@ -56,3 +58,5 @@ def register(tree) -> None:
     parser.add_argument("--neurokit", default="dwt,prominence",
                         help="NeuroKit2 ecg_delineate methods to compare (comma separated; default dwt,prominence)")
     parser.add_argument("--json", help="also write the scores as JSON to this file")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads for heartfast (default 1: NeuroKit2 runs on one core too)")

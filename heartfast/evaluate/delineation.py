@@ -122,7 +122,7 @@ class PointScore:
 # ---------------------------------------------------------------------------------------------- intervals
 
 def record_intervals(points: Points, fs: float) -> dict[str, float]:
-    """Median HR (bpm), PR, QRS and QT (ms) over the beats found in `points` (NaN where none).
+    """HR (bpm, from the mean RR) and median PR, QRS and QT (ms) over the beats in `points` (NaN where none).
 
     A beat is a QRS onset; its QRS offset is the next one within 250 ms, its P onset the last one
     within 450 ms before, its T offset the first within 800 ms after and before the next QRS onset.
@@ -153,7 +153,7 @@ def record_intervals(points: Points, fs: float) -> dict[str, float]:
         v = v[np.isfinite(v)]
         return float(np.median(v) * 1000.0 / fs) if len(v) else math.nan
 
-    return {"heart_rate": float(60.0 * fs / np.median(rr)) if len(rr) else math.nan,
+    return {"heart_rate": float(60.0 * fs / np.mean(rr)) if len(rr) else math.nan,
             "pr_interval": ms(pr), "qrs_duration": ms(qrs), "qt_interval": ms(qt)}
 
 

@@ -6,7 +6,8 @@
 
 Every `Measurement` carries its unit and the beats (indices into `Measurements.beat_samples`, the R
 anchors in samples) its value came from, so generated text can cite "QRS 96 ms (beats 2-9)".
-Values are medians over the beats where the feature could be measured; NaN where none could.
+Values are medians over the beats where the feature could be measured (heart rate: from the mean RR);
+NaN where none could.
 Global intervals use the multi-lead fiducials (earliest onsets and latest offsets as a 12-lead
 reading does); per-lead values use that lead's own fiducials and amplitudes against the PR-segment level.
 Names are stable (instruction data cites them): heart_rate, rr1, rr2, p_amplitude, p_duration,
@@ -133,7 +134,7 @@ def _per_beat(d: Delineation) -> tuple[dict[str, torch.Tensor], dict[str, torch.
     qt = _ms(g["T_off"], g["QRS_on"], fs)
     rr_s = rr1 / 1000.0
     glob = {
-        "heart_rate": 60000.0 / rr1, "rr1": rr1, "rr2": rr2,
+        "rr1": rr1, "rr2": rr2,
         "pr_interval": _ms(g["QRS_on"], g["P_on"], fs), "p_duration": _ms(g["P_off"], g["P_on"], fs),
         "qrs_duration": _ms(g["QRS_off"], g["QRS_on"], fs), "t_duration": _ms(g["T_off"], g["T_on"], fs),
         "st_duration": _ms(g["T_on"], g["QRS_off"], fs), "qt_interval": qt,
@@ -196,7 +197,10 @@ def _record_measurements(i: int, d: Delineation, glob: dict, lead: dict, leads: 
     g = {k: v[i].cpu().numpy() for k, v in glob.items()}
     per_lead = {k: v[i].cpu().numpy() for k, v in lead.items()}
     active = d.signal[i].abs().amax(-1).cpu().numpy() > 1e-4
-    for name in ("heart_rate", "rr1", "rr2", "pr_interval", "p_duration", "qrs_duration", "t_duration",
+    rr_used = np.flatnonzero(np.isfinite(g["rr1"]) & beat)
+    rate = float(60000.0 / np.mean(g["rr1"][rr_used])) if len(rr_used) else math.nan
+    out.items.append(Measurement("heart_rate", rate, UNITS["heart_rate"], None, tuple(int(k) for k in rr_used)))
+    for name in ("rr1", "rr2", "pr_interval", "p_duration", "qrs_duration", "t_duration",
                  "st_duration", "qt_interval", "qtc_bazett", "qtc_fridericia"):
         add(name, g[name], None)
     rr = g["rr1"][kept]
