@@ -114,3 +114,13 @@ def test_half_projector_fills_float_embeddings():
     (g,) = torch.autograd.grad(out.square().sum(), weight)
     (r,) = torch.autograd.grad(ref.square().sum(), weight)
     assert g.dtype == torch.float32 and rel(g, r) < 2e-2
+
+
+def test_inference_matches_training_forward():
+    streams = gem_streams(torch.float32, 18)
+    base = torch.randn(18, H)
+    with torch.no_grad():
+        inference = dual_projection(base.clone(), streams, backend="triton")
+    training = dual_projection(base.clone(), streams, backend="triton")
+    assert training.requires_grad and not inference.requires_grad
+    torch.testing.assert_close(inference, training.detach())

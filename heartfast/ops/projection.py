@@ -104,6 +104,9 @@ def dual_projection(embeds: torch.Tensor, streams: Sequence[Stream], backend: st
             raise ValueError(f"the Triton dual_projection needs one dtype for a stream's input and weights; got "
                              f"{sorted(map(str, dtypes))} (DualStreamProjector.write casts)")
     streams = [Stream(s.x, s.rows.to(torch.int64).contiguous(), s.layers, s.tokens) for s in streams]
+    if not torch.is_grad_enabled() or not any(t.requires_grad for t in tensors + _parameters(streams)):
+        _forward_kernels(embeds, streams, keep=False)  # inference: nothing saved for a backward
+        return embeds
     layout = tuple((len(s.layers), s.tokens, tuple(_layer_key(layer) for layer in s.layers)) for s in streams)
     flat_inputs: list[torch.Tensor] = []
     for s in streams:
@@ -111,6 +114,10 @@ def dual_projection(embeds: torch.Tensor, streams: Sequence[Stream], backend: st
         for layer in s.layers:
             flat_inputs += [layer.weight, layer.bias]
     return _DualProjection.apply(layout, embeds, *flat_inputs)
+
+
+def _parameters(streams: Sequence[Stream]) -> list[torch.Tensor]:
+    return [t for s in streams for layer in s.layers for t in (layer.weight, layer.bias)]
 
 
 def _layer_key(layer: Linear | Norm) -> tuple:
@@ -178,14 +185,13 @@ class _DualProjection(torch.autograd.Function):
     @staticmethod
     def forward(ctx, layout: tuple, embeds: torch.Tensor, *flat: torch.Tensor) -> torch.Tensor:
         streams = _unflatten(layout, flat)
-        keep = any(t.requires_grad for t in flat)  # backward state is stored only when a backward can follow
-        saved = _forward_kernels(embeds, streams, keep=keep)
+        saved = _forward_kernels(embeds, streams, keep=True)
         ctx.mark_dirty(embeds)
         ctx.layout, ctx.width = layout, embeds.shape[-1]
         tensors = list(flat)
         for per_stream in saved:
             for x, kept in per_stream:
-                tensors += [x, kept if kept is not None else x]
+                tensors += [x, kept if kept is not None else x]  # Linear without GELU keeps nothing extra
         ctx.save_for_backward(*tensors)
         ctx.n_flat = len(flat)
         return embeds
