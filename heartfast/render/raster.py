@@ -24,22 +24,23 @@ import torch.nn.functional as F
 class ColumnPlan:
     """Column geometry of P polylines: which source values are each column's points, and the edge weights.
 
-    Vertex values are read from a flat source [B, S] by index (for traces: the padded signals, so no copy
-    of the samples is made); `nan_index` must point at a NaN in the source (it marks "no point").
+    Vertex values are read by index from a flat source [B, S] (for traces: the signals themselves, so no
+    copy of the samples is made). Vertices at x = +inf are absent (past the end of the data).
     """
 
     n_cols: int
     edge_left: torch.Tensor     # [P * (C+1)] source index of the vertex left of each column edge
-    edge_right: torch.Tensor    # [P * (C+1)] ... and right of it (both nan_index outside the polyline)
+    edge_right: torch.Tensor    # [P * (C+1)] ... and right of it
     edge_t: torch.Tensor        # [P, C+1] interpolation weight between them
     vertices: torch.Tensor      # [P * K * C] source index of the vertices inside each column (padded)
     n_slots: int                # K
+    drawn: torch.Tensor         # [P, C] the column holds part of the polyline
 
     @staticmethod
-    def build(x: torch.Tensor, n_cols: int, source_index: torch.Tensor, nan_index: int,
+    def build(x: torch.Tensor, n_cols: int, source_index: torch.Tensor,
               device: torch.device | str = "cpu") -> "ColumnPlan":
-        """`x`: [P, N] non-decreasing vertex positions (px, relative to each polyline's column 0);
-        `source_index`: [P, N] where each vertex's value sits in the flat source."""
+        """`x`: [P, N] non-decreasing vertex positions (px, relative to each polyline's column 0; +inf for
+        absent vertices); `source_index`: [P, N] where each vertex's value sits in the flat source."""
         x = x.double()
         n_poly, n = x.shape
         if n < 2:
@@ -47,30 +48,30 @@ class ColumnPlan:
         edges = torch.arange(n_cols + 1, dtype=torch.float64).expand(n_poly, -1).contiguous()
         seg = (torch.searchsorted(x, edges, right=True) - 1).clamp(0, n - 2)
         x0, x1 = x.gather(1, seg), x.gather(1, seg + 1)
-        t = ((edges - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0, 1)
-        inside = (edges >= x[:, :1]) & (edges <= x[:, -1:])
-        left = torch.where(inside, source_index.gather(1, seg), nan_index)
-        right = torch.where(inside, source_index.gather(1, seg + 1), nan_index)
+        t = ((edges - x0) / (x1 - x0).clamp_min(1e-12)).nan_to_num(0).clamp(0, 1)
+        x_last = torch.where(x.isfinite(), x, -math.inf).amax(1, keepdim=True)
+        inside = (edges >= x[:, :1]) & (edges <= x_last)
         first = torch.searchsorted(x, edges)                                  # first vertex at or right of edge
         start, count = first[:, :-1], first[:, 1:] - first[:, :-1]
         k = max(1, int(count.max()))
         slot = torch.arange(k)[None, :, None]                                 # [1, K, 1]
         vertex = (start[:, None, :] + torch.where(slot < count[:, None, :], slot, 0)).clamp(max=n - 1)
-        vertices = torch.where(count[:, None, :] > 0, source_index.gather(1, vertex.flatten(1)).view(vertex.shape),
-                               nan_index)                                     # [P, K, C]
-        return ColumnPlan(n_cols, left.flatten().to(device), right.flatten().to(device), t.float().to(device),
-                          vertices.flatten().to(device), k)
+        vertices = source_index.gather(1, vertex.flatten(1))                  # [P, K * C]
+        drawn = (count > 0) | inside[:, :-1] | inside[:, 1:]
+        return ColumnPlan(n_cols, source_index.gather(1, seg).flatten().to(device),
+                          source_index.gather(1, seg + 1).flatten().to(device), t.float().to(device),
+                          vertices.flatten().to(device), k, drawn.to(device))
 
     def extent(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(min, max) [B, P, C] of each column's points read from `source` [B, S]; NaN where it has none
-        (missing samples are skipped, a column with only missing ones is empty)."""
+        """(min, max) [B, P, C] of each column's points read from `source` [B, S] (columns not `drawn`
+        hold arbitrary values: mask them)."""
         batch = source.shape[0]
         edge_values = torch.lerp(source.index_select(1, self.edge_left).view(batch, *self.edge_t.shape),
                                  source.index_select(1, self.edge_right).view(batch, *self.edge_t.shape), self.edge_t)
         points = source.index_select(1, self.vertices).view(batch, -1, self.n_slots, self.n_cols)
         low, high = torch.aminmax(points, dim=2)
-        low = torch.fmin(low, torch.fmin(edge_values[..., :-1], edge_values[..., 1:]))
-        high = torch.fmax(high, torch.fmax(edge_values[..., :-1], edge_values[..., 1:]))
+        low = torch.minimum(low, torch.minimum(edge_values[..., :-1], edge_values[..., 1:]))
+        high = torch.maximum(high, torch.maximum(edge_values[..., :-1], edge_values[..., 1:]))
         return low, high
 
 
@@ -85,26 +86,28 @@ def widen(top: torch.Tensor, bottom: torch.Tensor, radius: int) -> tuple[torch.T
 
 
 def stroke_pixels(top: torch.Tensor, bottom: torch.Tensor, base: torch.Tensor,
-                  row_pitch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every pixel the strokes [top, bottom] (px rows, flat; NaN or top >= bottom = nothing) touch.
+                  row_pitch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pixels the strokes [top, bottom] (px rows, flat [S]; NaN or top >= bottom = nothing) touch.
 
-    Pixel (row r of stroke s) has flat index base[s] + r * row_pitch. Returns (index, coverage) per pixel:
-    interior rows are fully covered, the first and last row by the fraction of the row inside the stroke.
+    Pixel (row r of stroke s) has flat index base[s] + r * row_pitch; rows must lie in the image. Returns
+    (ends [2S], ends_coverage [2S], interior [E]): each stroke's first and last row with the fraction of the
+    row inside the stroke (coverage 0 for strokes with no such row: a no-op), and the flat index of every
+    fully covered row between them. Only the interior is enumerated, so the work is S + E.
     """
     first = torch.floor(top)
     last = torch.ceil(bottom) - 1
-    count = (last - first + 1).nan_to_num_(0).clamp_(min=0).long()
-    source = torch.repeat_interleave(count)
-    begin = torch.cumsum(count, 0) - count
-    key = base + (first.nan_to_num(0).long() - begin) * row_pitch
-    index = key[source] + torch.arange(source.numel(), device=top.device) * row_pitch
-    coverage = torch.ones(source.numel(), device=top.device)
-    drawn, tall = count > 0, count > 1
-    first_cov = torch.minimum(first + 1, bottom) - torch.maximum(first, top)
-    last_cov = bottom - torch.maximum(last, top)
-    coverage[begin[drawn]] = first_cov[drawn].clamp(0, 1)
-    coverage[(begin + count - 1)[tall]] = last_cov[tall].clamp(0, 1)
-    return index, coverage
+    count = (last - first + 1).nan_to_num_(0).clamp_(min=0)
+    first_row = torch.where(count > 0, first, 0).long()
+    last_row = torch.where(count > 1, last, first_row).long()
+    first_cov = torch.where(count > 0, torch.minimum(first + 1, bottom) - torch.maximum(first, top), 0)
+    last_cov = torch.where(count > 1, bottom - torch.maximum(last, top), 0)
+    ends = torch.cat([base + first_row * row_pitch, base + last_row * row_pitch])
+    inner = (count - 2).clamp_(min=0).long()
+    source = torch.repeat_interleave(inner)
+    begin = torch.cumsum(inner, 0) - inner
+    key = base + (first_row + 1 - begin) * row_pitch
+    interior = key[source] + torch.arange(source.numel(), device=top.device) * row_pitch
+    return ends, torch.cat([first_cov, last_cov]).clamp_(0, 1), interior
 
 
 def line_coverage(n_px: int, offset: float, scale: float, pitch_mm: float, width_mm: float,

@@ -65,17 +65,19 @@ def grid_background(layout: Layout, view: Viewport, style: Style) -> torch.Tenso
 def _polyline(canvas: torch.Tensor, points_mm: list[tuple[float, float]], view: Viewport, style: Style) -> None:
     """canvas [H, W] = max(canvas, coverage of one static x-monotone polyline given in page mm)."""
     x = torch.tensor([view.x(px) for px, _ in points_mm], dtype=torch.float64)
-    y = torch.tensor([[view.y(py) for _, py in points_mm] + [math.nan]], dtype=torch.float32)
+    y = torch.tensor([[view.y(py) for _, py in points_mm]], dtype=torch.float32)
     half, radius = line_half_widths(view, style)
     col0 = math.floor(x.min().item()) - radius
     n_cols = math.ceil(x.max().item()) - col0 + radius + 1
-    plan = ColumnPlan.build((x - col0)[None], n_cols, torch.arange(len(points_mm))[None], len(points_mm))
-    top, bottom = widen(*plan.extent(y), radius)
+    plan = ColumnPlan.build((x - col0)[None], n_cols, torch.arange(len(points_mm))[None])
+    low, high = plan.extent(y)
+    top, bottom = widen(low.masked_fill(~plan.drawn, math.nan), high.masked_fill(~plan.drawn, math.nan), radius)
     cols = col0 + torch.arange(n_cols)
     top = (top - half).clamp(min=0)
     bottom = torch.where((cols >= 0) & (cols < view.width), (bottom + half).clamp(max=view.height), math.nan)
-    index, cov = stroke_pixels(top.flatten(), bottom.flatten(), cols.clamp(0, view.width - 1), view.width)
-    canvas.view(-1).scatter_reduce_(0, index, cov, "amax")
+    ends, cov, interior = stroke_pixels(top.flatten(), bottom.flatten(), cols.clamp(0, view.width - 1), view.width)
+    canvas.view(-1)[interior] = 1.0
+    canvas.view(-1).scatter_reduce_(0, ends, cov, "amax")
 
 
 def static_ink(layout: Layout, view: Viewport, style: Style) -> torch.Tensor:
@@ -104,7 +106,7 @@ class _PanelGroup:
     clip_top: torch.Tensor      # [P, 1] rows a trace may use: [clip_top, clip_bottom] within the image
     clip_bottom: torch.Tensor
     cols: torch.Tensor          # [P, C] image column of each plan column (clamped into the image)
-    cols_ok: torch.Tensor       # [P, C] the column is inside the image
+    cols_ok: torch.Tensor       # [P, C] the column is inside the image and holds trace
     plan: ColumnPlan
 
 
@@ -119,15 +121,17 @@ def _panel_group(panels: list[Panel], fs: float, n_samples: int, view: Viewport,
     col0 = torch.floor(x[:, :1]) - radius
     n_cols = int((torch.ceil(x[:, -1:]) - col0).max()) + radius + 1
     cols = (col0 + torch.arange(n_cols)).long()
-    # vertex values are read from the signals padded with one NaN sample: [B, 12 * (T + 1)]
-    source = torch.tensor([p.lead for p in panels])[:, None] * (n_samples + 1) + samples.clamp(max=n_samples)
+    # vertex values are read from the signals [B, 12 * T]; samples past the end are absent vertices
+    source = torch.tensor([p.lead for p in panels])[:, None] * n_samples + samples.clamp(max=n_samples - 1)
+    plan = ColumnPlan.build(torch.where(samples < n_samples, x - col0, math.inf), n_cols, source, device)
     column = lambda values: torch.tensor(values, dtype=torch.float32, device=device)[:, None]
     return _PanelGroup(
         base_px=column([view.y(p.baseline_mm) for p in panels]),
         clip_top=column([max(0.0, view.y(p.clip_top_mm)) for p in panels]),
         clip_bottom=column([min(float(view.height), view.y(p.clip_bottom_mm)) for p in panels]),
-        cols=cols.clamp(0, view.width - 1).to(device), cols_ok=((cols >= 0) & (cols < view.width)).to(device),
-        plan=ColumnPlan.build(x - col0, n_cols, source, n_samples, device))
+        cols=cols.clamp(0, view.width - 1).to(device),
+        cols_ok=((cols >= 0) & (cols < view.width)).to(device) & plan.drawn,
+        plan=plan)
 
 
 class ECGRenderer:
@@ -136,7 +140,7 @@ class ECGRenderer:
     >>> renderer = ECGRenderer("6x2", 384)
     >>> images = renderer(signals_mv, fs=500)   # [B, 12, T] -> uint8 [B, 3, 384, 384]
 
-    Samples past a record's end, and NaN samples, are not drawn. `fit`: "stretch" (default; a square
+    Samples past a record's end are not drawn (NaN samples blank their pixel columns). `fit`: "stretch" (default; a square
     output stretches the page as CLIP/SigLIP resizing does) or "letterbox" (1 mm stays square). Traces are
     composited by darkening (the ink must be darker than the paper in every channel).
     """
@@ -151,11 +155,16 @@ class ECGRenderer:
         self.fit = fit
         self.style = style
         self.device = torch.device(device)
-        self.ink = torch.tensor(style.ink_rgb, dtype=torch.float32, device=self.device)[:, None]
+        self.ink = torch.tensor(style.ink_rgb, dtype=torch.float32, device=self.device)
         grid = grid_background(self.layout, self.view, style)
         static = static_ink(self.layout, self.view, style)
-        self.background = torch.lerp(grid, self.ink.cpu()[..., None], static).round_().to(torch.uint8).to(self.device)
-        self._background_flat = self.background.flatten(1).float()              # [3, H*W] for blending
+        background = torch.lerp(grid, self.ink.cpu()[:, None, None], static).round_().to(torch.uint8)
+        self.background = background.to(self.device)                                       # [3, H, W]
+        alpha = torch.full((1, *background.shape[1:]), 255, dtype=torch.uint8)
+        self._background_rgba = torch.cat([background, alpha]).permute(1, 2, 0).contiguous().to(self.device)
+        ink_rgba = torch.tensor([*style.ink_rgb, 255], dtype=torch.uint8)
+        self._ink_rgba = ink_rgba.float().to(self.device)
+        self._ink_word = int(ink_rgba.view(torch.int32))
         self._half, self._radius = line_half_widths(self.view, style)
         self._groups: dict[tuple[float, int], list[_PanelGroup]] = {}
 
@@ -177,6 +186,8 @@ class ECGRenderer:
     def _strokes(self, group: _PanelGroup, flat_signals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, P, C] stroke top and bottom (px rows; NaN = nothing) of the group's traces."""
         low, high = group.plan.extent(flat_signals)
+        if self._radius:  # columns without trace must not widen their neighbours
+            low, high = low.masked_fill(~group.plan.drawn, math.nan), high.masked_fill(~group.plan.drawn, math.nan)
         gain = self.view.sy * GAIN_MM_PER_MV
         top, bottom = widen(group.base_px - gain * high, group.base_px - gain * low, self._radius)
         top = torch.maximum(top - self._half, group.clip_top)
@@ -184,7 +195,10 @@ class ECGRenderer:
         return top, bottom.masked_fill_(~group.cols_ok, math.nan)
 
     def __call__(self, signals: torch.Tensor | np.ndarray, fs: float) -> torch.Tensor:
-        """uint8 images [B, 3, H, W] of signals [B, 12, T] (mV, LEADS_12 order) sampled at `fs` Hz."""
+        """uint8 images [B, 3, H, W] of signals [B, 12, T] (mV, LEADS_12 order) sampled at `fs` Hz.
+
+        The result is a channels-last view (memory [B, H, W, 4] RGBA, what PNG writers and channels-last
+        convolutions want); call `.contiguous()` where [B, 3, H, W] memory is needed."""
         signals = torch.as_tensor(signals, dtype=torch.float32, device=self.device)
         if signals.ndim != 3 or signals.shape[1] != len(LEADS_12):
             raise ValueError(f"signals must be [batch, 12, samples] in mV (LEADS_12 order), got {tuple(signals.shape)}")
@@ -193,19 +207,24 @@ class ECGRenderer:
         batch, _, n_samples = signals.shape
         height, width = self.size
         plane = height * width
-        padded = torch.cat([signals, signals.new_full((batch, len(LEADS_12), 1), math.nan)], dim=2).view(batch, -1)
-        out = torch.empty((batch, 3, height, width), dtype=torch.uint8, device=self.device)
-        flat = out.view(-1)
-        flat.view(batch, -1).copy_(self.background.view(1, -1).expand(batch, -1))
-        channel_offset = torch.arange(3, device=self.device)[:, None] * plane
+        if n_samples < 2:
+            raise ValueError(f"signals need at least 2 samples, got {n_samples}")
+        flat_signals = signals.contiguous().view(batch, -1)
+        # RGBA storage: each pixel is one 32-bit word, read, blended and written at once. Blends of the
+        # same pixel towards the (darker) ink are ordered like their coverage in every channel, so the
+        # smallest word is the darkest: scatter "amin" composites overlapping strokes.
+        out = torch.empty((batch, height, width, 4), dtype=torch.uint8, device=self.device)
+        out.view(batch, -1).copy_(self._background_rgba.view(1, -1).expand(batch, -1))
+        words = out.view(torch.int32).view(-1)
         for group in self._plan(fs, n_samples):
-            top, bottom = self._strokes(group, padded)
-            base = torch.arange(batch, device=self.device)[:, None] * (3 * plane) + group.cols.view(1, -1)
-            index, cov = stroke_pixels(top.flatten(), bottom.flatten(), base.flatten(), width)
-            index = index + channel_offset                                                   # [3, E]
-            value = torch.lerp(flat[index].float(), self.ink, cov).round_().to(torch.uint8)
-            flat.scatter_reduce_(0, index.view(-1), value.view(-1), "amin")
-        return out
+            top, bottom = self._strokes(group, flat_signals)
+            base = torch.arange(batch, device=self.device)[:, None] * (height * width) + group.cols.view(1, -1)
+            ends, cov, interior = stroke_pixels(top.flatten(), bottom.flatten(), base.flatten(), width)
+            words[interior] = self._ink_word                        # fully covered: the ink itself
+            current = words.index_select(0, ends).view(torch.uint8).view(-1, 4).float()
+            blend = current.sub_(self._ink_rgba).mul_(1 - cov[:, None]).add_(self._ink_rgba)
+            words.scatter_reduce_(0, ends, blend.round_().to(torch.uint8).view(torch.int32).view(-1), "amin")
+        return out[..., :3].permute(0, 3, 1, 2)
 
 
 def render(signals: torch.Tensor | np.ndarray, fs: float, layout: str = "6x2", size: int | tuple[int, int] = 384,
