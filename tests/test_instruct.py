@@ -265,3 +265,25 @@ def test_ptbxl_records_follow_the_rules(shared_data):
             else:
                 assert chosen in NORMAL_VARIANTS["diagnosis"]
     assert {"test", "train"} <= {i.split for i in items}
+
+
+def test_measurement_cache_resumes(tmp_path, monkeypatch):
+    from heartfast.instruct import dataset
+    from heartfast.instruct.measured import Measured, MeasurementCache
+
+    calls = []
+
+    def fake_batch(records):
+        calls.append([r.id for r in records])
+        return [[Measured("heart_rate", 70.0 + int(r.id), "bpm")] for r in records]
+
+    monkeypatch.setattr(dataset, "measure_batch", fake_batch)
+    cache = MeasurementCache(tmp_path / "m.jsonl")
+    first = list(build_items(HAND_RECORDS[:3], tasks=["RateClosedQA"], cache=cache))
+    with open(tmp_path / "m.jsonl", "a") as f:
+        f.write('{"key": "ptb-xl:9", "meas')          # an interrupted write
+    again = MeasurementCache(tmp_path / "m.jsonl")
+    assert len(again) == 3
+    second = list(build_items(HAND_RECORDS[:4], tasks=["RateClosedQA"], cache=again))
+    assert calls == [["1", "2", "3"], ["4"]]
+    assert [i.to_dict() for i in second[:3]] == [i.to_dict() for i in first]

@@ -7,13 +7,18 @@ import argparse
 def run(args: argparse.Namespace) -> int:
     from heartfast.instruct.dataset import build_items, count_table
     from heartfast.instruct.items import write_jsonl, write_llava
+    from heartfast.instruct.measured import MeasurementCache
     from heartfast.io.sources import list_records
 
     refs = list_records(args.source)
     records = (ref.load() for ref in refs)
     tasks = args.tasks.split(",") if args.tasks else None
+    cache = None if args.no_measure else MeasurementCache(args.measure_cache or f"{args.out}.measurements.jsonl")
+    if cache is not None and len(cache):
+        print(f"reusing {len(cache)} cached measurements from {cache.path}")
     items = build_items(records, seed=args.seed, per_record=args.per_record, tasks=tasks,
-                        measurements=None if args.no_measure else "auto", progress=True, total=len(refs))
+                        measurements=None if args.no_measure else "auto", progress=True, total=len(refs),
+                        cache=cache)
     if args.rewrite_model:
         from heartfast.instruct.rewrite import AnswerRewriter
 
@@ -33,5 +38,7 @@ def register(tree) -> None:
     p.add_argument("--per-record", type=int, default=1, help="items per task type and record (distinct templates)")
     p.add_argument("--format", choices=("jsonl", "llava"), default="jsonl")
     p.add_argument("--tasks", default="", help="comma-separated task types (default: all)")
-    p.add_argument("--no-measure", action="store_true", help="do not run the measurement module on real records")
+    p.add_argument("--no-measure", action="store_true", help="do not run the measurement module")
+    p.add_argument("--measure-cache", default="",
+                   help="JSONL of measurements taken so far, reused on a rerun (default: OUT.measurements.jsonl)")
     p.add_argument("--rewrite-model", default="", help="local HF chat model directory that rewrites free-text answers")

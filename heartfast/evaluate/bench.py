@@ -16,6 +16,7 @@ from pathlib import Path
 
 from heartfast.instruct.dataset import build_items
 from heartfast.instruct.items import Item
+from heartfast.instruct.measured import MeasurementCache
 from heartfast.instruct.splits import PatientSplitter
 
 SUBSETS = ("Bench-S", "Bench-I", "Bench-C", "Grounding")
@@ -32,11 +33,12 @@ def held_out(records: Iterable, split: str = "test") -> Iterable:
 
 
 def bench_items(records: Iterable, seed: int = 0, split: str = "test", measurements="auto",
-                progress: bool = False, total: int | None = None) -> list[tuple[str, Item]]:
+                progress: bool = False, total: int | None = None,
+                cache: MeasurementCache | None = None) -> list[tuple[str, Item]]:
     """(subset, item) pairs for the held-out records of `records`."""
     out: list[tuple[str, Item]] = []
     for item in build_items(held_out(records, split), seed=seed, measurements=measurements,
-                            progress=progress, total=total):
+                            progress=progress, total=total, cache=cache):
         if item.task == "ComparisonQA":
             out.append(("Bench-C", item))
         elif item.task == "GroundedInterpretation":

@@ -17,7 +17,9 @@ from heartfast.instruct.comparison import comparison_item
 from heartfast.instruct.grounded import grounded_item
 from heartfast.instruct.facts import RecordFacts, record_facts
 from heartfast.instruct.items import TASKS, Item
-from heartfast.instruct.measured import Measured, as_measured, measure_batch, truth_measurements
+from heartfast.instruct.measured import (
+    Measured, MeasurementCache, as_measured, measure_batch, truth_measurements,
+)
 from heartfast.instruct.splits import PatientSplitter
 from heartfast.instruct.templates import TEMPLATES
 
@@ -31,14 +33,27 @@ def _with_truth(truth: list[Measured], measured: list[Measured]) -> list[Measure
     return truth + [m for m in measured if m.lead is not None or m.name not in exact]
 
 
-def measurements_for(records: list, source: MeasurementSource | str = "auto") -> list[list[Measured]]:
+def _auto_measure(records: list, cache: MeasurementCache | None) -> list[list[Measured]]:
+    keys = [f"{r.database}:{r.id}" for r in records]
+    known = [cache.get(k) if cache is not None else None for k in keys]
+    todo = [i for i, m in enumerate(known) if m is None]
+    for i, measured in zip(todo, measure_batch([records[i] for i in todo])):
+        known[i] = measured
+        if cache is not None:
+            cache.add(keys[i], measured)
+    return known
+
+
+def measurements_for(records: list, source: MeasurementSource | str = "auto",
+                     cache: MeasurementCache | None = None) -> list[list[Measured]]:
     """Measurements of each record: from `source` (a callable record -> measurements, or a mapping record
-    id -> measurements; "auto" runs the project's measurement module, batched; None: none), with a synthetic
-    record's exact ground truth (`extra["truth"]`) taking the place of the measured global values."""
+    id -> measurements; "auto" runs the project's measurement module, batched, reusing and filling `cache`;
+    None: none), with a synthetic record's exact ground truth (`extra["truth"]`) taking the place of the
+    measured global values."""
     if source is None:
         measured: list[list[Measured]] = [[] for _ in records]
     elif source == "auto":
-        measured = measure_batch(records)
+        measured = _auto_measure(records, cache)
     else:
         measured = [as_measured(source(r) if callable(source) else source.get(r.id)) for r in records]
     return [_with_truth(truth_measurements(r), m) for r, m in zip(records, measured)]
@@ -132,8 +147,9 @@ def comparison_items(all_facts: list[RecordFacts], seed: int, per_record: int) -
 
 def build_items(records: Iterable, seed: int = 0, per_record: int = 1, tasks: Iterable[str] | None = None,
                 measurements: MeasurementSource | str = "auto", progress: bool = False,
-                total: int | None = None) -> Iterator[Item]:
-    """Items of every task type for `records` (heartfast.io.Record objects), in a deterministic order."""
+                total: int | None = None, cache: MeasurementCache | None = None) -> Iterator[Item]:
+    """Items of every task type for `records` (heartfast.io.Record objects), in a deterministic order.
+    Measurements taken with `measurements="auto"` are kept in `cache` (and read back from it on a rerun)."""
     wanted = frozenset(tasks or TASKS)
     unknown = wanted - set(TASKS)
     if unknown:
@@ -142,7 +158,7 @@ def build_items(records: Iterable, seed: int = 0, per_record: int = 1, tasks: It
     all_facts = []
     with tqdm(total=total, disable=not progress, desc="instruct", unit="rec") as bar:
         for chunk in _chunks(records, MEASURE_CHUNK):
-            for record, measured in zip(chunk, measurements_for(chunk, measurements)):
+            for record, measured in zip(chunk, measurements_for(chunk, measurements, cache)):
                 facts = record_facts(record, splitter(record), measured)
                 all_facts.append(facts)
                 yield from record_items(record, facts, seed, per_record, wanted)

@@ -9,8 +9,10 @@ form.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from statistics import median
 
 import numpy as np
@@ -117,3 +119,32 @@ def measure_batch(records: list) -> list[list[Measured]]:
         for i, result in zip(indices, measure(signals, fs)):
             out[i] = as_measured(result)
     return out
+
+
+class MeasurementCache:
+    """Measurements already taken, one JSON line per record, so an interrupted build resumes without
+    measuring again (a truncated last line from an interruption is ignored)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._known: dict[str, list[Measured]] = {}
+        if self.path.is_file():
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    self._known[entry["key"]] = [Measured(*m) for m in entry["measured"]]
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def get(self, key: str) -> list[Measured] | None:
+        return self._known.get(key)
+
+    def add(self, key: str, measured: list[Measured]) -> None:
+        self._known[key] = measured
+        with open(self.path, "a", encoding="utf-8") as f:
+            row = [[m.name, m.value, m.unit, m.lead] for m in measured]
+            f.write(json.dumps({"key": key, "measured": row}) + "\n")
