@@ -210,7 +210,9 @@ class Rotary(nn.Module):
 
     def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin [B, S, rotary_dim] for positions [B, S]."""
-        max_position = int(positions.max()) if positions.numel() else 0
+        # Only dynamic NTK and longrope depend on the length; the others skip the device sync of .max()
+        length_dependent = self.rope_type in ("dynamic", "longrope") and positions.numel()
+        max_position = int(positions.max()) if length_dependent else 0
         key = (self._table_key(max_position), positions.device)
         if key not in self._tables:
             if len(self._tables) > 16:  # dynamic NTK: one table per length; keep the cache small
