@@ -31,12 +31,13 @@ def test_windows_cover_the_end():
 
 
 def _chosen_start(inputs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Start (at 250 Hz) of each chosen window, found by matching it against the normalised candidates."""
-    candidates = reference.unfold(-1, 1000, 1)                              # [B, L, S, 1000]
+    """Start (at 250 Hz) of each chosen window: the candidate start whose normalised input part matches."""
+    starts = window_starts(reference.shape[-1], 1500, 125)
+    candidates = torch.stack([reference[..., s:s + 1000] for s in starts.tolist()], 2)   # [B, L, S, 1000]
     mean = candidates.mean(-1, keepdim=True)
     std = (candidates - mean).transpose(1, 2).flatten(-2).std(-1)[:, None, :, None]
     error = ((candidates - mean) / std - inputs[:, :, None, :]).abs().amax(-1).amax(1)
-    return error.argmin(-1)
+    return starts[error.argmin(-1)]
 
 
 def test_beat_windows_pick_the_clean_half():
@@ -60,7 +61,7 @@ def test_nan_samples_steer_the_window_away():
     inputs, targets = beat_windows(x, 500)
     assert torch.isfinite(inputs).all() and torch.isfinite(targets).all()
     cleaned = clean(resample(torch.nan_to_num(x), 500, BEAT_FS), BEAT_FS)
-    assert torch.all(_chosen_start(inputs, cleaned) > 60)
+    assert torch.all(_chosen_start(inputs, cleaned) >= 125)
 
 
 def test_missing_leads_do_not_lower_quality():

@@ -339,9 +339,9 @@ def _measured_truth(fiducials: torch.Tensor, leads: torch.Tensor, beats: BeatTra
     f = fiducials[:, 0, 0].double()                      # global onsets/offsets are equal in every lead
     ms = 1000.0 / fs
     on, off = FIDUCIALS.index("QRS_on"), FIDUCIALS.index("QRS_off")
-    qrs_ms = (f[:, off] - f[:, on] + 1) * ms
+    qrs_ms = (f[:, off] - f[:, on]) * ms
     pr_ms = torch.where(has_p, (f[:, on] - f[:, FIDUCIALS.index("P_on")]) * ms, torch.full_like(qrs_ms, math.nan))
-    qt_ms = (f[:, FIDUCIALS.index("T_off")] - f[:, on] + 1) * ms
+    qt_ms = (f[:, FIDUCIALS.index("T_off")] - f[:, on]) * ms
     inside = (beats.anchors >= 0) & (beats.anchors < n_samples)
     pair = inside[:, 1:] & inside[:, :-1]
     rr = (beats.anchors[:, 1:] - beats.anchors[:, :-1]).double() * ms

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 
-from heartfast.signal.filters import fast_fft_length
 
 
 @dataclass
@@ -75,6 +74,22 @@ def draw_beats(
     touches = (anchors >= -post) & (anchors < n_samples + pre)
     scale = 1 + 0.04 * torch.sin(2 * math.pi * times / resp_period + 2 * resp_phase)
     return BeatTrain(times=times, anchors=anchors, is_pvc=is_pvc, scale=scale, touches=touches)
+
+
+def fast_fft_length(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n."""
+    best = 1 << max(0, (n - 1).bit_length())
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            p = three
+            while p < n:
+                p *= 2
+            best = min(best, p)
+            three *= 3
+        five *= 5
+    return best
 
 
 def render_beats(normal: torch.Tensor, pvc: torch.Tensor, beats: BeatTrain, n_samples: int, pre: int,
