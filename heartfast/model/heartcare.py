@@ -27,7 +27,7 @@ from heartfast.model.dspa import DualStreamProjector, ProjectorConfig
 from heartfast.model.llm import AttentionHook, DecoderConfig, DecoderLM, PackedCausal
 from heartfast.model.vision import ImageEncoder, VisionConfig
 from heartfast.model import vocab
-from heartfast.model.lora import LoraConfig
+from heartfast.model.lora import LoraConfig, apply_lora
 
 SIGNAL_ENCODERS = ("beat", "timeseries")
 
@@ -153,8 +153,6 @@ class HeartcareGPT(nn.Module):
 
     def add_lora(self, config: LoraConfig) -> list[str]:
         """LoRA on the decoder (stage 3): only the adapters and the projectors stay trainable."""
-        from heartfast.model.lora import apply_lora
-
         self.requires_grad_(False)
         names = apply_lora(self.llm, config)
         self.projector.requires_grad_(True)
@@ -270,8 +268,6 @@ class HeartcareGPT(nn.Module):
         with torch.device("meta"):
             model = cls(HeartcareConfig(**fields))
             if model.config.lora is not None:
-                from heartfast.model.lora import LoraConfig, apply_lora
-
                 apply_lora(model.llm, LoraConfig(**model.config.lora), freeze_others=False)
         state = load_safetensors_dir(directory, device=device)
         expected = model.state_dict()
