@@ -154,3 +154,21 @@ def test_annotations_type_is_what_the_scorer_reads():
     record = Record(id="x", signal=np.zeros((12, 100), np.float32), fs=500, leads=tuple("I II III aVR aVL aVF V1 V2 V3 V4 V5 V6".split()),
                     annotations=Annotations(waves={"II": {"QRS_on": np.array([10])}}))
     assert annotated_regions(record.annotations.waves["II"], 500, None) == [(-40, 61)]
+
+
+def test_records_without_beats_give_empty_results():
+    d = delineate(torch.zeros(2, 12, 3000), 500)
+    assert d.rpeaks.index.shape == (2, 0) and d.points["QRS_on"].shape == (2, 0)
+    assert d.lead_points["T_off"].shape == (2, 12, 0)
+
+
+def test_mitbih_record_beats_match_the_reference_labels(shared_data):
+    from heartfast.io.sources import list_records
+
+    record = list_records(shared_data / "mitdb")[0].load()
+    minutes = int(5 * 60 * record.fs)  # the first 5 minutes keep the test short
+    found = detect_rpeaks(torch.from_numpy(record.signal[None, :, :minutes]), record.fs).as_lists()[0]
+    reference = record.annotations.beat_samples
+    reference = reference[(reference > 0.1 * record.fs) & (reference < minutes - 0.1 * record.fs)]
+    pairs = match_points(reference, np.array(found), 0.1 * record.fs)
+    assert len(pairs) >= 0.99 * len(reference) and len(pairs) >= 0.99 * len(found)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from heartfast.io.record import FIDUCIALS
 from heartfast.signal.rpeaks import RPeaks, Spectrum, detect_rpeaks, rate_factor
 
 QRS_RATE_HZ = 250.0
@@ -35,7 +36,7 @@ QRS_SEARCH_BEFORE_S = 0.16
 QRS_SEARCH_AFTER_S = 0.20
 QRS_CORE_S = 0.06          # the largest QRS slope is looked for within this distance of the anchor
 QRS_ENTER = 0.25           # fraction of the largest slope that marks "inside the QRS"
-R_WAVE_SHARE = 0.3         # a positive wave this large against the negative one is the R peak
+R_WAVE_SHARE = 0.15        # a positive wave this large against the negative one is the R peak
 QRS_LEAVE = 0.08           # fraction below which the boundary is reached
 P_SEARCH_S = 0.30          # P wave searched within this much before the QRS onset
 P_LOWPASS_HZ = 25.0
@@ -155,10 +156,14 @@ def _rr(anchors: torch.Tensor, beat: torch.Tensor, fs: float) -> tuple[torch.Ten
     """Previous and next RR interval (s) of each beat, [B, 1, K]; edge beats borrow the record median."""
     rr = (anchors[:, 1:] - anchors[:, :-1]).float() / fs
     ok = beat[:, 1:] & beat[:, :-1]
-    median = torch.where(ok, rr, torch.full_like(rr, float("nan"))).nanmedian(-1, keepdim=True).values
-    median = torch.nan_to_num(median, nan=1.0)
+    if rr.shape[1] == 0:  # one beat or none: assume 60 bpm
+        median = torch.ones(anchors.shape[0], 1, device=anchors.device)
+    else:
+        median = torch.where(ok, rr, torch.full_like(rr, float("nan"))).nanmedian(-1, keepdim=True).values
+        median = torch.nan_to_num(median, nan=1.0)
     rr = torch.where(ok, rr, median)
-    return torch.cat([median, rr], 1)[:, None], torch.cat([rr, median], 1)[:, None]
+    k = anchors.shape[1]
+    return torch.cat([median, rr], 1)[:, None, :k], torch.cat([rr, median], 1)[:, None, :k]
 
 
 def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) -> Delineation:
@@ -189,6 +194,10 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     q = fs / fq
     sq = lambda s: int(round(s * q))  # noqa: E731  (seconds -> samples at rate q)
     xq = spectrum.band(0.5, 40.0, fq)
+    if k == 0:  # no beat in any record
+        none = torch.full((b, n_leads, beat.shape[1]), MISSING, dtype=torch.long, device=dev)
+        return Delineation(fs=fs, rpeaks=rpeaks, lead_points={f: none for f in FIDUCIALS},
+                           points={f: none[:, 0] for f in FIDUCIALS}, baseline=none.float(), signal=xq, signal_fs=q)
     aq = torch.div(anchors + fq // 2, fq, rounding_mode="floor")
     cq = sq(QRS_WINDOW_S)
     pos_q = torch.arange(2 * cq + 1, device=dev)
