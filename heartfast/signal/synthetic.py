@@ -294,7 +294,8 @@ class SyntheticBatch:
         return out
 
     def annotations(self, i: int) -> Annotations:
-        """Fiducials per lead of every beat inside the record (a fiducial outside it is omitted)."""
+        """Fiducials per lead of every beat inside the record; a fiducial outside the record is left out,
+        and a fiducial with no point at all (P waves in AF) has no key, as in the LUDB reader."""
         n_samples = self.signals.shape[-1]
         touches = self.beats.touches[i]
         anchors = self.beats.anchors[i][touches].numpy()
@@ -303,7 +304,8 @@ class SyntheticBatch:
         positions = anchors[:, None, None] - int(round(PRE_S * self.fs)) + offsets
         valid = (offsets >= 0) & (positions >= 0) & (positions < n_samples)
         waves = {lead: {fid: positions[:, li, fi][valid[:, li, fi]].astype(np.int64)
-                        for fi, fid in enumerate(FIDUCIALS)} for li, lead in enumerate(LEADS_12)}
+                        for fi, fid in enumerate(FIDUCIALS) if valid[:, li, fi].any()}
+                 for li, lead in enumerate(LEADS_12)}
         r_peaks = anchors - int(round(PRE_S * self.fs)) + self.r_offset[i].numpy()[kinds]
         inside = (r_peaks >= 0) & (r_peaks < n_samples)
         symbols = ["V" if k else "N" for k in kinds[inside]]
