@@ -122,3 +122,5 @@ def test_bad_shapes_are_rejected():
         attention(q, torch.randn(1, 4, 3, 64), torch.randn(1, 4, 3, 64), causal=True)
     with pytest.raises(ValueError, match="cu_seqlens"):
         attention(q[0], q[0], q[0], cu_seqlens=torch.tensor([0, 8]))
+    with pytest.raises(ValueError, match="packed rows"):
+        attention(q[0], q[0], q[0], cu_seqlens=torch.tensor([0, 3, 7], dtype=torch.int32))

@@ -133,6 +133,8 @@ def _check_shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
         raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)} need the same head dim and Hq % Hkv == 0")
     if packed and (cu_seqlens.dtype != torch.int32 or cu_seqlens.dim() != 1 or q.shape[0] != k.shape[0]):
         raise ValueError("cu_seqlens must be int32 [n + 1] over packed q/k/v with the same number of rows")
+    if packed and not cu_seqlens.is_cuda and int(cu_seqlens[-1]) != q.shape[0]:  # free to check off the GPU
+        raise ValueError(f"cu_seqlens ends at {int(cu_seqlens[-1])} but q has {q.shape[0]} packed rows")
     if not packed and (q.shape[0] != k.shape[0] or (causal and k.shape[1] < q.shape[1])):
         raise ValueError(f"batch sizes differ or causal attention has fewer keys than queries: q {tuple(q.shape)}, "
                          f"k {tuple(k.shape)}")
