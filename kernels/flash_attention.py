@@ -449,9 +449,3 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal
     return FlashAttentionFunction.apply(q, k, v, causal, scale, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                                         max_seqlen_k)
 
-
-def flash_attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
-                             scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward only, dense layout: (output, logsumexp [B, S, Hq] fp32, natural log)."""
-    q, k, v = (_last_dim_contiguous(x) for x in (q, k, v))
-    return _forward(_Problem(q, k, causal, scale, None, None, None, None), q, k, v)
