@@ -43,6 +43,7 @@ class TrainConfig:
     seed: int = 0
     out: str = "runs/train"
     progress: bool = True
+    find_unused_parameters: bool = False  # DDP: parameters some batches do not reach (e.g. an absent stream)
 
 
 class DataOrder:
@@ -88,7 +89,8 @@ class Trainer:
         self.wrapped = model
         if self.dist.enabled:
             self.wrapped = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None)
+                model, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None,
+                find_unused_parameters=config.find_unused_parameters)
         self.order = DataOrder(len(dataset), config.seed)
         self.step = 0
         self.out = Path(config.out)
@@ -127,7 +129,7 @@ class Trainer:
         batches = []
         for _ in range(self.config.accumulation):
             indices = self.order.take(micro * world)[rank * micro:(rank + 1) * micro]
-            batches.append(self.collate([self.dataset[i] for i in indices]))
+            batches.append(_to_device(self.collate([self.dataset[i] for i in indices]), self.device))
         weight = all_reduce_sum(torch.tensor(float(sum(self.weight_fn(b) for b in batches))), self.dist)
         weight = weight.clamp_min(1.0).item()
         self.wrapped.train()
@@ -195,6 +197,13 @@ class Trainer:
         if self.dist.is_main:
             plot_loss(history, self.out / "loss.png")
         return history
+
+
+def _to_device(batch, device: torch.device):
+    """Move a collated batch (tensor, tuple/list of tensors, or an object with `.to`) to the device."""
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    return batch.to(device) if hasattr(batch, "to") else batch
 
 
 def _read_metrics(path: Path, upto: int) -> list[dict]:
