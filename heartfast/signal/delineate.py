@@ -46,7 +46,6 @@ P_LEAD_SHARE = 0.35        # ... and a beat has one when this share of the activ
 P_MIN_MV = 0.02            # a lead shows a P wave when its detrended peak is at least this large
 T_SIDE_S = 0.10            # the trapezium reference point lies this far beyond the steepest flank
 P_SIDE_S = 0.05
-FUSE_QUANTILE = 0.5        # multi-lead P/T boundaries: the median over the leads where the wave is clear
 
 MISSING = -1
 
@@ -135,11 +134,20 @@ def _trapezium(y: torch.Tensor, positions: torch.Tensor, t_m: torch.Tensor, t_r:
     return _argmax_in(area, inside)
 
 
-def _fuse(values: torch.Tensor, use: torch.Tensor, q: float) -> torch.Tensor:
-    """Quantile q over leads (dim 1) of values [B, L, K] where `use`; MISSING where no lead is used."""
-    v = torch.where(use, values.float(), torch.full_like(values, float("nan"), dtype=torch.float32))
-    fused = v.nanquantile(q, dim=1, interpolation="nearest")
-    return torch.where(use.any(1), fused, torch.full_like(fused, float(MISSING))).long()
+def _fuse(values: torch.Tensor, use: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Weighted median over leads (dim 1) of values [B, L, K] where `use`; MISSING where no lead is used.
+
+    Weighting by the wave's amplitude lets the leads where the wave is clear decide: with twelve leads
+    it is a robust median, with two (Holter, QTDB) it follows the stronger lead instead of the earlier.
+    """
+    w = torch.where(use, weight.abs(), torch.zeros_like(weight))
+    key = torch.where(use, values, torch.full_like(values, torch.iinfo(torch.long).max))
+    order = key.argsort(dim=1)
+    cumulative = w.gather(1, order).cumsum(1)
+    half = cumulative[:, -1:] * 0.5
+    pick = (cumulative < half).sum(1, keepdim=True).clamp_max(values.shape[1] - 1)
+    fused = values.gather(1, order.gather(1, pick))[:, 0]
+    return torch.where(use.any(1), fused, torch.full_like(fused, MISSING))
 
 
 def _line_detrend(y: torch.Tensor, positions: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -262,8 +270,8 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     t_off_l = _trapezium(Xt, pos_t, t_flank_off, ref_off)
     t_on_l = _trapezium(Xt, pos_t, t_flank_on, ref_on)
     t_clear = active & (t_amp.abs() >= 0.3 * t_amp.abs().amax(1, keepdim=True)) & (t_amp.abs() > 0.02)
-    t_off = _fuse(t_off_l, t_clear, FUSE_QUANTILE)[:, None]
-    t_on = _fuse(t_on_l, t_clear, FUSE_QUANTILE)[:, None]
+    t_off = _fuse(t_off_l, t_clear, t_amp)[:, None]
+    t_on = _fuse(t_on_l, t_clear, t_amp)[:, None]
     t_peak = t_peak_l.gather(1, t_amp.abs().argmax(1, keepdim=True))
 
     before = sw(P_WINDOW_S)
@@ -295,9 +303,9 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     agree = p_clear & ((p_peak_l.float() - centre).abs() <= sw(0.04))
     has_p = agree.sum(1, keepdim=True) >= P_LEAD_SHARE * active.sum(1, keepdim=True).clamp_min(1)
     p_use = agree & has_p
-    p_on = _fuse(p_on_l, p_use, FUSE_QUANTILE)[:, None]
-    p_off = _fuse(p_off_l, p_use, FUSE_QUANTILE)[:, None]
-    p_peak = torch.where(has_p, centre.nan_to_num(0).long(), torch.full_like(p_on, MISSING))
+    p_on = _fuse(p_on_l, p_use, p_amp)[:, None]
+    p_off = _fuse(p_off_l, p_use, p_amp)[:, None]
+    p_peak = _fuse(p_peak_l, p_use, p_amp)[:, None]
 
     # ---- back to samples at fs, and back to padded [B, L, K] per record
 
