@@ -37,10 +37,11 @@ QRS_SEARCH_AFTER_S = 0.20
 QRS_CORE_S = 0.06          # the largest QRS slope is looked for within this distance of the anchor
 QRS_ENTER = 0.25           # fraction of the largest slope that marks "inside the QRS"
 R_WAVE_SHARE = 0.15        # a positive wave this large against the negative one is the R peak
+GLOBAL_QRS_LEAVE = 0.08    # the same for the spatial velocity (all leads together)
 QRS_LEAVE = 0.08           # fraction below which the boundary is reached
 P_SEARCH_S = 0.30          # P wave searched within this much before the QRS onset
 P_LOWPASS_HZ = 25.0
-P_END_GAP_S = 0.01         # P offset at least this long before the QRS onset
+P_END_GAP_S = 0.03         # P offset at least this long before the QRS onset (the PR segment)
 P_PEAK_GAP_S = 0.05        # P peak at least this long before the QRS onset
 P_LEAD_SHARE = 0.35        # ... and a beat has one when this share of the active leads agree
 P_MIN_MV = 0.02            # a lead shows a P wave when its detrended peak is at least this large
@@ -216,17 +217,18 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     start, stop = c - sq(QRS_SEARCH_BEFORE_S), c + sq(QRS_SEARCH_AFTER_S)
     search = _in_range(pos_q, start, stop + 1)
 
-    def boundaries(slope_size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def boundaries(slope_size: torch.Tensor, enter: float, leave: float) -> tuple[torch.Tensor, torch.Tensor]:
         peak = torch.where(core, slope_size, 0.0).amax(-1, keepdim=True)
-        entering = search & (slope_size > QRS_ENTER * peak)
-        quiet = slope_size < QRS_LEAVE * peak
+        entering = search & (slope_size > enter * peak)
+        quiet = slope_size < leave * peak
         first_in, last_in = _first(entering, pos_q, c), _last(entering, pos_q, c)
         onset = _last(quiet & (pos_q < first_in[..., None]) & (pos_q >= start[..., None]), pos_q, start)
         offset = _first(quiet & (pos_q > last_in[..., None]) & (pos_q <= stop[..., None]), pos_q, stop)
         return onset, offset
 
-    qrs_on_l, qrs_off_l = boundaries(Sq.abs())
-    qrs_on, qrs_off = boundaries((Sq ** 2).sum(1, keepdim=True).sqrt())  # spatial velocity: global
+    qrs_on_l, qrs_off_l = boundaries(Sq.abs(), QRS_ENTER, QRS_LEAVE)
+    velocity = (Sq ** 2).sum(1, keepdim=True).sqrt()  # spatial velocity: global boundaries
+    qrs_on, qrs_off = boundaries(velocity, QRS_ENTER, GLOBAL_QRS_LEAVE)
     pr_seg = _in_range(pos_q, qrs_on - sq(0.03), qrs_on - sq(0.01) + 1)
     baseline = (Xq * pr_seg).sum(-1) / pr_seg.sum(-1).clamp_min(1)  # [B, L, K] isoelectric level
     qrs = _in_range(pos_q, qrs_on, qrs_off + 1)
