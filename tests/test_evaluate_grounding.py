@@ -16,8 +16,10 @@ def test_extract_claims_units_and_phrasings():
                    ("qrs_axis", -30.0)]
 
 
-def test_amplitudes_are_not_interval_claims():
+def test_amplitudes_thresholds_and_ranges_are_not_claims():
     assert extract_claims("QRS amplitude 1.2 mV in V5, ST level 0.1 mV") == []
+    text = "QRS >= 120 ms; PR > 200 ms; axis -45° to -90°; rate 50-100 bpm; rate 60 to 100 bpm"
+    assert extract_claims(text) == []
 
 
 def test_check_claims_tolerances():

@@ -105,7 +105,7 @@ def test_superclass_scores_hand_case():
 
 def test_superclasses_in_text():
     text = ("Sinus rhythm. Inferior myocardial infarction is possible. No left bundle branch block. "
-            "Left ventricular hypertrophy; ST depression in V5.")
+            "Left ventricular hypertrophy; ischemic ST-T changes in V5.")
     assert superclasses_in_text(text) == {"MI", "HYP", "STTC"}
     assert superclasses_in_text("Normal ECG.") == {"NORM"}
     assert superclasses_in_text("Abnormal ECG with first degree AV block") == {"CD"}

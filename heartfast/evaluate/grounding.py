@@ -25,7 +25,8 @@ _ALIASES = (
 _UNIT = r"(?P<unit>ms|msec|milliseconds?|s|sec|seconds?|bpm|beats per minute|beats/min|/min|°|degrees?|deg)?"
 _CLAIM = re.compile(r"\b(?P<feature>" + "|".join(f"(?P<{n}>{p})" for n, p in _ALIASES) + r")"
                     r"(?P<filler>[^\d.;:+\-−<>=≤≥]{0,25}?(?:[:=][^\d;+\-−<>≤≥]{0,5})?)"
-                    r"(?P<number>[+\-−]?\d+(?:\.\d+)?)(?!\s*(?:-|–|to)\s*\d)\s*" + _UNIT + r"(?![\w])", re.IGNORECASE)
+                    r"(?P<number>[+\-−]?\d+(?:\.\d+)?)(?!\s*(?:°|degrees?|ms|bpm|s)?\s*(?:-|–|to)\s*[+\-−]?\d)\s*"
+                    + _UNIT + r"(?![\w])", re.IGNORECASE)
 _BAD_FILLER = re.compile(r"amplitude|voltage|level|mv|lead", re.IGNORECASE)
 
 

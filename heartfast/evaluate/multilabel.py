@@ -17,8 +17,8 @@ from heartfast.instruct.vocabulary import (
 _CLASS_PATTERNS = {
     "NORM": r"\bnormal (?:ecg|electrocardiogram)\b|within normal limits|\bnorm\b",
     "MI": r"infarct|\bmi\b|\bstemi\b|\bnstemi\b|myocardial injury|subendocardial injury",
-    "STTC": r"st[- ]t (?:changes?|abnormalit\w*)|ischa?emi\w*|st(?:[- ]segment)? (?:depression|elevation)|"
-            r"t[- ]waves? (?:inversion|abnormalit\w*|changes)|inverted t[- ]waves?|\bsttc\b|long qt|prolonged qt",
+    "STTC": r"st[- ]t (?:changes?|abnormalit\w*)|ischa?emi\w*|\bsttc\b|long qt|prolonged qt|digitalis|"
+            r"electrolyte|aneurysm",
     "CD": r"bundle branch block|\b[lr]?bbb\b|av block|atrioventricular block|fascicular block|hemiblock|"
           r"conduction (?:disturbance|delay|defect|abnormalit\w*)|wolff|\bwpw\b|\bcd\b",
     "HYP": r"hypertroph\w*|enlargement|atrial overload|\b[lr]vh\b|\bhyp\b",

@@ -28,7 +28,7 @@ _CRITERIA = {
     "SBRAD": ("heart_rate", lambda v: v < 60, "rate < 60 bpm"),
     "SR": ("heart_rate", lambda v: 50 <= v <= 100, "rate 50-100 bpm"),
     "LNGQT": ("qtc_bazett", lambda v: v > 450, "QTc > 450 ms"),
-    "LAFB": ("qrs_axis", lambda v: -90 <= v <= -45, "axis -45° to -90°"),
+    "LAFB": ("qrs_axis", lambda v: -90 <= v <= -45, "axis <= -45°"),
     "LPFB": ("qrs_axis", lambda v: v >= 90, "axis >= +90°"),
 }
 _NAMES = {"heart_rate": "heart rate", "pr_interval": "PR interval", "qrs_duration": "QRS duration",
@@ -79,7 +79,7 @@ def grounded_text(facts: RecordFacts) -> str | None:
     diagnosis = []
     for f in sorted(facts.findings, key=lambda f: -f.effective_likelihood):
         if f.code not in _CRITERIA or facts.value(_CRITERIA[f.code][0]) is None:
-            if f.certain and not f.in_group("rhythm"):
+            if not f.in_group("rhythm"):
                 diagnosis.append(f"{cap(f.name)} ({certainty_phrase(f.likelihood)}).")
             continue
         name, test, criterion = _CRITERIA[f.code]
