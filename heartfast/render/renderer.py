@@ -220,7 +220,7 @@ class ECGRenderer:
             top, bottom = self._strokes(group, flat_signals)
             base = torch.arange(batch, device=self.device)[:, None] * (height * width) + group.cols.view(1, -1)
             ends, cov, interior = stroke_pixels(top.flatten(), bottom.flatten(), base.flatten(), width)
-            words[interior] = self._ink_word                        # fully covered: the ink itself
+            words.index_fill_(0, interior, self._ink_word)          # fully covered: the ink itself
             current = words.index_select(0, ends).view(torch.uint8).view(-1, 4).float()
             blend = current.sub_(self._ink_rgba).mul_(1 - cov[:, None]).add_(self._ink_rgba)
             words.scatter_reduce_(0, ends, blend.round_().to(torch.uint8).view(torch.int32).view(-1), "amin")
