@@ -303,8 +303,9 @@ class SyntheticBatch:
         offsets = self.fiducials[i].numpy()[kinds]                      # [beats, 12, 9]
         positions = anchors[:, None, None] - int(round(PRE_S * self.fs)) + offsets
         valid = (offsets >= 0) & (positions >= 0) & (positions < n_samples)
-        waves = {lead: {fid: positions[:, li, fi][valid[:, li, fi]].astype(np.int64)
-                        for fi, fid in enumerate(FIDUCIALS) if valid[:, li, fi].any()}
+        has_points = valid.any(0).tolist()                              # [12][9]
+        waves = {lead: {fid: positions[:, li, fi][valid[:, li, fi]]
+                        for fi, fid in enumerate(FIDUCIALS) if has_points[li][fi]}
                  for li, lead in enumerate(LEADS_12)}
         r_peaks = anchors - int(round(PRE_S * self.fs)) + self.r_offset[i].numpy()[kinds]
         inside = (r_peaks >= 0) & (r_peaks < n_samples)
