@@ -62,3 +62,22 @@ def test_tiny_training_lowers_the_loss_and_resumes_with_codebooks(tmp_path):
     assert math.isclose(metrics["snr_db"], -20 * math.log10(metrics["prd_percent"] / 100), rel_tol=1e-4)
     assert 1 <= metrics["levels"][0]["perplexity"] <= config.codebook_size
     assert "level 1: perplexity" in quality_table(metrics)
+
+
+def test_tokenize_command_writes_codes_per_record(tmp_path):
+    from heartfast.cli import main
+
+    model = BeatTokenizer(BeatConfig.preset("tiny"))
+    model.save_pretrained(tmp_path / "model")
+    out = tmp_path / "codes.npz"
+    assert main(["tokenize", "--model", str(tmp_path / "model"), "--data", "synthetic:2", "--out", str(out),
+                 "--quiet"]) == 0
+    saved = np.load(out)
+    # 10 s at 500 Hz -> 2500 samples at 250 Hz -> 10 tiny windows of 250 per record.
+    assert saved["windows"].tolist() == [10, 10] and len(saved["ids"]) == 2
+    assert saved["codes"].shape == (20, 4, 2)
+    from heartfast.io.sources import list_records
+
+    records = list_records("synthetic:2")
+    first = model.encode(records[0].load().to_12_leads(), 500.0)[0]
+    assert np.array_equal(saved["codes"][:10], first.numpy())

@@ -2,9 +2,9 @@
 
 Records come from any source `heartfast.io.sources` lists (PTB-XL at 500 Hz where the record exists
 at that rate, else 100 Hz), or from a folder prepared by `heartfast data prepare`. Each record becomes
-Beat examples through `heartfast.signal.quality.beat_windows` (250 Hz, cleaned, Beat-normalised input +
-prediction target). Training records yield one example per 1 s shifted crop (more views of few records);
-evaluation records one, at the best-quality window. Split: PTB-XL folds 9-10 are held out.
+Beat examples through `heartfast.signal.quality.beat_windows` (250 Hz, cleaned, Beat-normalised 4 s input
++ 2 s target), cut to the preset's lengths by `fit_to_config`. Training records yield one example per 1 s
+shifted crop (more views of few records); evaluation records one, at the best-quality window. Split: PTB-XL folds 9-10 are held out.
 
 Quality: reconstruction PRD (%) and SNR (dB) per window (averaged), prediction MSE (next to the MSE of
 predicting zeros), codebook perplexity and share of codes used per level.
@@ -69,8 +69,8 @@ def split_records(records: list[Record]) -> tuple[list[Record], list[Record]]:
     return ([r for r, h in zip(records, held) if not h], [r for r, h in zip(records, held) if h])
 
 
-def make_examples(records: list[Record], config: BeatConfig, crops: bool, progress: bool = True) -> BeatExamples:
-    """Beat examples of the records, cut to the config's window and prediction lengths."""
+def make_examples(records: list[Record], crops: bool, progress: bool = True) -> BeatExamples:
+    """Beat examples of the records as `beat_windows` makes them (4 s input + 2 s target at 250 Hz)."""
     from heartfast.signal.quality import beat_windows
 
     inputs, targets = [], []
@@ -85,7 +85,7 @@ def make_examples(records: list[Record], config: BeatConfig, crops: bool, progre
             batch = np.stack([signal[:, s:s + span] for s in range(0, signal.shape[1] - span + 1, step)])
         else:
             batch = signal[None]
-        x, y = fit_to_config(*beat_windows(torch.as_tensor(batch), record.fs), config)
+        x, y = beat_windows(torch.as_tensor(batch), record.fs)
         inputs.append(x)
         targets.append(y)
     return BeatExamples(torch.cat(inputs).float(), torch.cat(targets).float())
@@ -185,20 +185,24 @@ def run_beat_stage(source: str, out: str | Path, preset: str, train_config: Trai
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = BeatConfig.preset(preset, **overrides)
-    cache = out / "examples.pt"
+    cache = out / "examples.pt"   # beat_windows output, independent of the preset
     if cache.is_file():
         cached = torch.load(cache)
         train, held = BeatExamples(*cached["train"]), BeatExamples(*cached["held_out"])
     else:
         train_records, held_records = split_records(load_records(source, progress))
-        train = make_examples(train_records, config, crops=True, progress=progress)
-        held = make_examples(held_records, config, crops=False, progress=progress)
+        train = make_examples(train_records, crops=True, progress=progress)
+        held = make_examples(held_records, crops=False, progress=progress)
         torch.save({"train": (train.inputs, train.targets), "held_out": (held.inputs, held.targets)}, cache)
+    train, held = (BeatExamples(*fit_to_config(e.inputs, e.targets, config)) for e in (train, held))
     torch.manual_seed(train_config.seed)
     model = BeatTokenizer(config)
     history = train_beat(model, train, train_config)
     model.save_pretrained(out / "model")
-    metrics = {"preset": preset, "steps": train_config.steps, "train_windows": len(train),
-               "final_loss": history[-1]["loss"] if history else math.nan, **evaluate_beat(model, held)}
+    metrics = {"preset": preset, "steps": history[-1]["step"] if history else 0,
+               "planned_steps": train_config.steps, "batch_size": train_config.batch_size,
+               "train_seconds": round(sum(row.get("seconds", 0.0) for row in history), 1),
+               "train_windows": len(train), "final_loss": history[-1]["loss"] if history else math.nan,
+               **evaluate_beat(model, held)}
     (out / "eval.json").write_text(json.dumps(metrics, indent=1))
     return metrics
