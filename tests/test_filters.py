@@ -78,3 +78,13 @@ def test_bad_arguments_are_refused():
         lowpass(torch.randn(100), 100, 60)
     with pytest.raises(ValueError, match="positive"):
         resample(torch.randn(100), 0, 250)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 40])
+def test_resample_short_numpy_input(n):
+    x = _walk((2, n), seed=n).astype(np.float32)
+    for fs_in, fs_out, up, down in ((500, 250, 1, 2), (100, 500, 5, 1), (360, 500, 25, 18)):
+        out = resample(x, fs_in, fs_out)
+        ref = scipy.signal.resample_poly(x.astype(np.float64), up, down, axis=-1)
+        assert isinstance(out, torch.Tensor) and out.shape == ref.shape
+        assert _rel(out, ref) < 1e-4

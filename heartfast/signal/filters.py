@@ -69,8 +69,10 @@ def _block_matrix(up: int, down: int, dtype: torch.dtype, device: torch.device) 
     return torch.as_tensor(matrix, dtype=dtype, device=device), rows
 
 
-def resample(x: torch.Tensor, fs_in: float, fs_out: float) -> torch.Tensor:
-    """Resample [..., T] from fs_in to fs_out (rational ratio) like scipy.signal.resample_poly."""
+def resample(x: torch.Tensor | np.ndarray, fs_in: float, fs_out: float) -> torch.Tensor:
+    """Resample [..., T] from fs_in to fs_out (rational ratio) like scipy.signal.resample_poly.
+    A numpy array is taken as a tensor on the CPU; the result is always a tensor."""
+    x = torch.as_tensor(x)
     up, down = _rate_ratio(fs_in, fs_out)
     if up == down:
         return x.clone()
@@ -175,8 +177,9 @@ class ZeroPhaseFilter:
         y = y + torch.stack(entering, 1) @ m["state_out_t"]
         return y.reshape(e.shape[0], -1)[:, :length]
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Filter [..., T] forward and backward (zero phase), odd-extended at both ends like scipy."""
+        x = torch.as_tensor(x)
         if not x.is_floating_point():
             raise TypeError(f"{self.description}: needs a floating-point tensor, got {x.dtype}")
         n = x.shape[-1]
@@ -220,17 +223,17 @@ def notch_filter(fs: float, freq: float = 50.0, q: float = 30.0) -> ZeroPhaseFil
     return ZeroPhaseFilter(np.concatenate([b, a])[None, :], f"notch {freq} Hz (Q {q}) at {fs} Hz")
 
 
-def highpass(x: torch.Tensor, fs: float, cutoff: float = 0.5, order: int = 2) -> torch.Tensor:
+def highpass(x: torch.Tensor | np.ndarray, fs: float, cutoff: float = 0.5, order: int = 2) -> torch.Tensor:
     """Remove baseline wander from [..., T]: zero-phase Butterworth high-pass (= scipy sosfiltfilt)."""
     return highpass_filter(float(fs), float(cutoff), int(order))(x)
 
 
-def lowpass(x: torch.Tensor, fs: float, cutoff: float, order: int = 4) -> torch.Tensor:
+def lowpass(x: torch.Tensor | np.ndarray, fs: float, cutoff: float, order: int = 4) -> torch.Tensor:
     """Zero-phase Butterworth low-pass of [..., T] (= scipy sosfiltfilt)."""
     return lowpass_filter(float(fs), float(cutoff), int(order))(x)
 
 
-def notch(x: torch.Tensor, fs: float, freq: float = 50.0, q: float = 30.0) -> torch.Tensor:
+def notch(x: torch.Tensor | np.ndarray, fs: float, freq: float = 50.0, q: float = 30.0) -> torch.Tensor:
     """Remove powerline hum (50 or 60 Hz) from [..., T]: zero-phase iirnotch (= scipy filtfilt)."""
     return notch_filter(float(fs), float(freq), float(q))(x)
 

@@ -113,24 +113,27 @@ def _pick(conditions: list[tuple[torch.Tensor, torch.Tensor]], default: torch.Te
 
 
 def draw_design(gen: torch.Generator, flags: torch.Tensor) -> Design:
+    """Target rate, intervals, axis, age and sex for records with the given findings flags."""
     n = flags.shape[0]
-    d = Design(flags, *(torch.zeros(n, dtype=torch.float64) for _ in range(5)), torch.zeros(n), torch.zeros(n, dtype=torch.bool))
-    d.hr_bpm = _pick([(d.has("SBRAD"), _u(gen, n, 42, 55)), (d.has("STACH"), _u(gen, n, 106, 140)),
-                      (d.has("AFIB"), _u(gen, n, 70, 125))], _u(gen, n, 63, 95))
-    d.pr_s = torch.where(d.has("1AVB"), _u(gen, n, 0.235, 0.32), _u(gen, n, 0.135, 0.185))
-    d.qrs_s = _pick([(d.has("CLBBB"), _u(gen, n, 0.14, 0.17)), (d.has("CRBBB"), _u(gen, n, 0.13, 0.16))],
-                    _u(gen, n, 0.08, 0.1))
-    d.qtc_s = _u(gen, n, 0.38, 0.44)
-    d.axis_deg = _pick([(d.has("LAD"), _u(gen, n, -75, -42)), (d.has("RAD"), _u(gen, n, 102, 150))],
-                       _u(gen, n, -15, 75))
-    older = d.has("AFIB") | d.has("LVH") | d.has("CLBBB") | d.has("STE_") | d.has("STD_")
-    d.age = torch.where(older, _u(gen, n, 55, 90), _u(gen, n, 18, 85)).round()
-    d.male = torch.rand(n, generator=gen) < 0.5
-    return d
+
+    def has(name: str) -> torch.Tensor:
+        return flags[:, _index(name)]
+
+    hr_bpm = _pick([(has("SBRAD"), _u(gen, n, 42, 55)), (has("STACH"), _u(gen, n, 106, 140)),
+                    (has("AFIB"), _u(gen, n, 70, 125))], _u(gen, n, 63, 95))
+    pr_s = torch.where(has("1AVB"), _u(gen, n, 0.235, 0.32), _u(gen, n, 0.135, 0.185))
+    qrs_s = _pick([(has("CLBBB"), _u(gen, n, 0.14, 0.17)), (has("CRBBB"), _u(gen, n, 0.13, 0.16))],
+                  _u(gen, n, 0.08, 0.1))
+    qtc_s = _u(gen, n, 0.38, 0.44)
+    axis_deg = _pick([(has("LAD"), _u(gen, n, -75, -42)), (has("RAD"), _u(gen, n, 102, 150))], _u(gen, n, -15, 75))
+    older = has("AFIB") | has("LVH") | has("CLBBB") | has("STE_") | has("STD_")
+    age = torch.where(older, _u(gen, n, 55, 90), _u(gen, n, 18, 85)).round()
+    male = torch.rand(n, generator=gen) < 0.5
+    return Design(flags=flags, hr_bpm=hr_bpm, pr_s=pr_s, qrs_s=qrs_s, qtc_s=qtc_s, axis_deg=axis_deg, age=age, male=male)
 
 
-def _zeros(n: int, k: int = 0) -> torch.Tensor:
-    return torch.zeros((n, k) if k else (n,), dtype=torch.float64)
+def _zeros(n: int) -> torch.Tensor:
+    return torch.zeros(n, dtype=torch.float64)
 
 
 def _deg(n: int, value: float) -> torch.Tensor:
