@@ -57,6 +57,6 @@ def test_render_speed(benchmark, one_thread, layout, impl):
     else:
         renderer, signals = MatplotlibRenderer(layout, SIZE), SIGNALS
     renderer(signals[:1], FS)  # figure / background and geometry caches
-    images = benchmark.pedantic(lambda: renderer(signals, FS), rounds=3, warmup_rounds=1)
+    images = benchmark.pedantic(lambda: renderer(signals, FS), rounds=5, warmup_rounds=1)
     assert tuple(images.shape) == (N_RECORDS, 3, SIZE, SIZE)
     benchmark.extra_info["images_per_s"] = round(N_RECORDS / benchmark.stats.stats.mean, 1)
