@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from heartfast.evaluate.delineation import (
-    PointScore, annotated_regions, evaluate, format_tables, match_points, record_intervals,
+    PointScore, annotated_regions, evaluate, expert_points_for, format_tables, match_points, record_intervals,
 )
-from heartfast.io.record import FIDUCIALS, Annotations, Record
+from heartfast.io.record import FIDUCIALS, LEADS_12, Annotations, Record
 from heartfast.signal.delineate import MISSING, delineate
 from heartfast.signal.rpeaks import detect_rpeaks, spectral_filter
 from heartfast.signal.synthetic import generate_records
@@ -76,7 +76,8 @@ def test_record_intervals_from_points():
 def test_spectral_filter_keeps_the_band_and_removes_the_rest():
     fs = 500.0
     t = torch.arange(5000) / fs
-    inside, outside = torch.sin(2 * math.pi * 10 * t), torch.sin(2 * math.pi * 0.1 * t) + torch.sin(2 * math.pi * 100 * t)
+    inside = torch.sin(2 * math.pi * 10 * t)
+    outside = torch.sin(2 * math.pi * 0.1 * t) + torch.sin(2 * math.pi * 100 * t)
     out = spectral_filter((inside + outside)[None, None], fs, 1.0, 40.0)[0, 0]
     assert torch.allclose(out[500:-500], inside[500:-500], atol=0.02)
 
@@ -150,10 +151,15 @@ def test_one_ludb_record_scored_against_its_experts(shared_data):
     assert abs(points["QRS_on"]["mean_ms"]) < 20 and abs(points["T_off"]["mean_ms"]) < 40
 
 
-def test_annotations_type_is_what_the_scorer_reads():
-    record = Record(id="x", signal=np.zeros((12, 100), np.float32), fs=500, leads=tuple("I II III aVR aVL aVF V1 V2 V3 V4 V5 V6".split()),
-                    annotations=Annotations(waves={"II": {"QRS_on": np.array([10])}}))
-    assert annotated_regions(record.annotations.waves["II"], 500, None) == [(-40, 61)]
+def test_scored_expert_points_are_the_lead_s_own_or_the_all_lead_ones():
+    own = {"QRS_on": np.array([10])}
+    shared = {"QRS_on": np.array([12])}
+    per_lead = Record(id="a", signal=np.zeros((12, 100), np.float32), fs=500, leads=LEADS_12,
+                      annotations=Annotations(waves={"I": shared, "II": own}))
+    all_leads = Record(id="b", signal=np.zeros((2, 100), np.float32), fs=250, leads=("II", "V5"),
+                       annotations=Annotations(waves={"all": shared}))
+    assert expert_points_for(per_lead, "ii") is own
+    assert expert_points_for(all_leads, "II") is shared
 
 
 def test_records_without_beats_give_empty_results():

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         methods += [f"neurokit-{m.strip()}" for m in args.neurokit.split(",") if m.strip()]
     scores = evaluate(records, lead=args.lead, methods=methods,
                       progress=lambda name: print(f"running {name} on {len(records)} records", flush=True))
-    title = f"delineation on {args.db}: {len(records)} records ({len(skipped)} skipped), lead {args.lead}, match within 150 ms"
+    title = (f"delineation on {args.db}: {len(records)} records ({len(skipped)} skipped), lead {args.lead}, "
+             "match within 150 ms")
     print(format_tables(scores, title))
     if args.json:
         Path(args.json).write_text(json.dumps(to_json(scores, db=str(args.db), lead=args.lead, records=len(records),

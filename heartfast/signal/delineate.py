@@ -301,7 +301,8 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     p_on_l = _trapezium(Xp, pos_p, p_flank_on, torch.maximum(p_flank_on - sw(P_SIDE_S), p_start_l))
     p_clear = active & (p_amp.abs() >= P_MIN_MV)
     # a beat has a P wave when most active leads show one and their peaks agree in time
-    centre = torch.where(p_clear, p_peak_l.float(), torch.full_like(p_amp, float("nan"))).nanmedian(1, keepdim=True).values
+    clear_peaks = torch.where(p_clear, p_peak_l.float(), torch.full_like(p_amp, float("nan")))
+    centre = clear_peaks.nanmedian(1, keepdim=True).values
     agree = p_clear & ((p_peak_l.float() - centre).abs() <= sw(0.04))
     has_p = agree.sum(1, keepdim=True) >= P_LEAD_SHARE * active.sum(1, keepdim=True).clamp_min(1)
     p_use = agree & has_p

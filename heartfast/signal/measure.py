@@ -89,7 +89,8 @@ def _lead_order(name: str) -> int:
 
 def _ms(later: torch.Tensor, earlier: torch.Tensor, fs: float) -> torch.Tensor:
     ok = (later >= 0) & (earlier >= 0) & (later > earlier)
-    return torch.where(ok, (later - earlier).float() * 1000.0 / fs, torch.full_like(later, math.nan, dtype=torch.float32))
+    values = (later - earlier).float() * 1000.0 / fs
+    return torch.where(ok, values, torch.full_like(values, math.nan))
 
 
 def _sample(d: Delineation, points: torch.Tensor) -> torch.Tensor:
@@ -230,7 +231,8 @@ def _record_measurements(i: int, d: Delineation, glob: dict, lead: dict, leads: 
     if "I" in leads and "aVF" in leads and active[leads.index("I")] and active[leads.index("aVF")]:
         area_i, used = _median(per_lead["qrs_area"][leads.index("I")][kept])
         area_f, _ = _median(per_lead["qrs_area"][leads.index("aVF")][kept])
-        axis = math.degrees(math.atan2(2.0 * area_f / math.sqrt(3.0), area_i)) if not math.isnan(area_i + area_f) else math.nan
+        # aVF's lead vector is sqrt(3)/2 as long as lead I's (hexaxial reference system)
+        axis = math.nan if math.isnan(area_i + area_f) else math.degrees(math.atan2(2.0 * area_f / math.sqrt(3.0), area_i))
         out.items.append(Measurement("qrs_axis", axis, "deg", None, used))
     limb = [amplitudes[n] for n in LIMB_LEADS if n in amplitudes and not math.isnan(amplitudes[n])]
     chest = [amplitudes[n] for n in CHEST_LEADS if n in amplitudes and not math.isnan(amplitudes[n])]

@@ -34,6 +34,19 @@ def _gain(freqs: torch.Tensor, low_hz: float | None, high_hz: float | None) -> t
     return gain
 
 
+def _fft_size(n: int, step: int) -> int:
+    """Smallest length >= n divisible by `step` with no prime factor above 5 (fast FFT sizes)."""
+    size = n + (-n) % step
+    while True:
+        rest = size
+        for p in (2, 3, 5):
+            while rest % p == 0:
+                rest //= p
+        if rest == 1:
+            return size
+        size += step
+
+
 class Spectrum:
     """One FFT of a reflect-padded [..., T] signal, from which band-passed copies are taken at lower rates.
 
@@ -46,7 +59,7 @@ class Spectrum:
         step = math.lcm(*factors)
         t = x.shape[-1]
         pad = (min(int(pad_s * fs), t - 1) // step) * step
-        tail = (-(t + 2 * pad)) % step  # extra samples so that every factor divides the padded length
+        tail = _fft_size(t + 2 * pad, step) - (t + 2 * pad)  # every factor divides it; FFT-friendly
         flat = x.reshape(-1, 1, t)
         if pad > 0:
             flat = F.pad(flat, (pad, pad), mode="reflect")
