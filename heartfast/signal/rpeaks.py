@@ -61,10 +61,11 @@ class Spectrum:
         pad = (min(int(pad_s * fs), t - 1) // step) * step
         tail = _fft_size(t + 2 * pad, step) - (t + 2 * pad)  # every factor divides it; FFT-friendly
         flat = x.reshape(-1, 1, t)
-        if pad > 0:
-            flat = F.pad(flat, (pad, pad), mode="reflect")
-        if tail:
-            flat = F.pad(flat, (0, tail), mode="replicate")
+        right = pad + tail
+        if right >= t:  # a short record: reflect what there is, repeat its last sample for the rest
+            flat = F.pad(F.pad(flat, (pad, pad), mode="reflect") if pad else flat, (0, tail), mode="replicate")
+        elif right > 0:
+            flat = F.pad(flat, (pad, right), mode="reflect")
         self.shape, self.fs, self.pad, self.length = x.shape, fs, pad, flat.shape[-1]
         self.spectrum = torch.fft.rfft(flat[:, 0], dim=-1)
         self.freqs = torch.fft.rfftfreq(self.length, d=1.0 / fs, device=x.device, dtype=x.dtype)
