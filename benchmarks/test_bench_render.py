@@ -31,7 +31,8 @@ def _records() -> np.ndarray:
     if len(headers) == N_RECORDS:
         import wfdb
 
-        return np.stack([wfdb.rdrecord(str(h.with_suffix(""))).p_signal.T[:, :5000] for h in headers]).astype(np.float32)
+        signals = [wfdb.rdrecord(str(h.with_suffix(""))).p_signal.T[:, :5000] for h in headers]
+        return np.stack(signals).astype(np.float32)
     from heartfast.signal.synthetic import generate_records
 
     return np.stack([r.to_12_leads()[:, :5000] for r in generate_records(N_RECORDS, seed=0, fs=FS)])

@@ -25,7 +25,8 @@ def _draws(seed: int | Sequence[int], shape: tuple[int, ...]) -> tuple[torch.Ten
     """(uniform angle draws [B], uniform blur draws [B], standard normal noise [B, 3, H, W])."""
     if isinstance(seed, int):
         gen = torch.Generator().manual_seed(seed)
-        return torch.rand(shape[0], generator=gen), torch.rand(shape[0], generator=gen), torch.randn(shape, generator=gen)
+        draws = torch.rand(2, shape[0], generator=gen)
+        return draws[0], draws[1], torch.randn(shape, generator=gen)
     if len(seed) != shape[0]:
         raise ValueError(f"{len(seed)} seeds for {shape[0]} images")
     per_image = [_draws(int(s), (1, *shape[1:])) for s in seed]

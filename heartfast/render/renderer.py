@@ -140,9 +140,9 @@ class ECGRenderer:
     >>> renderer = ECGRenderer("6x2", 384)
     >>> images = renderer(signals_mv, fs=500)   # [B, 12, T] -> uint8 [B, 3, 384, 384]
 
-    Samples past a record's end are not drawn (NaN samples blank their pixel columns). `fit`: "stretch" (default; a square
-    output stretches the page as CLIP/SigLIP resizing does) or "letterbox" (1 mm stays square). Traces are
-    composited by darkening (the ink must be darker than the paper in every channel).
+    Samples past a record's end are not drawn (NaN samples blank their pixel columns). `fit`: "stretch"
+    (default; a square output stretches the page as CLIP/SigLIP resizing does) or "letterbox" (1 mm stays
+    square). Traces are composited by darkening (the ink must be darker than the paper in every channel).
     """
 
     def __init__(self, layout: str | Layout = "6x2", size: int | tuple[int, int] = 384, fit: str = "stretch",
@@ -155,10 +155,9 @@ class ECGRenderer:
         self.fit = fit
         self.style = style
         self.device = torch.device(device)
-        self.ink = torch.tensor(style.ink_rgb, dtype=torch.float32, device=self.device)
+        ink = torch.tensor(style.ink_rgb, dtype=torch.float32)[:, None, None]
         grid = grid_background(self.layout, self.view, style)
-        static = static_ink(self.layout, self.view, style)
-        background = torch.lerp(grid, self.ink.cpu()[:, None, None], static).round_().to(torch.uint8)
+        background = torch.lerp(grid, ink, static_ink(self.layout, self.view, style)).round_().to(torch.uint8)
         self.background = background.to(self.device)                                       # [3, H, W]
         alpha = torch.full((1, *background.shape[1:]), 255, dtype=torch.uint8)
         self._background_rgba = torch.cat([background, alpha]).permute(1, 2, 0).contiguous().to(self.device)
