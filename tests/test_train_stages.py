@@ -1,0 +1,126 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from heartfast.instruct.dataset import build_items
+from heartfast.model.heartcare import MultimodalBatch
+from heartfast.model.presets import build_model
+from heartfast.model import vocab
+from heartfast.signal.synthetic import generate_records
+from heartfast.train.config import load_config, parse_override, to_toml
+from heartfast.train.loop import Trainer
+from heartfast.train.losses import IGNORE_INDEX
+from heartfast.train.packing import pack
+from heartfast.train.samples import FeatureCache, item_sample
+from heartfast.train.stages import AnswerLoss, run_stage, set_trainable
+
+TINY_RUN = ["data.source='synthetic:10'", "train.batch_size=4", "train.warmup_steps=1", "evaluate=false",
+            "train.progress=false"]
+
+
+def test_config_layers_defaults_recipe_file_and_overrides(tmp_path):
+    sft = load_config("sft", preset="heartcare-3.8b")
+    assert (sft.train.lr, sft.train.schedule, sft.train.warmup_steps, sft.lora.r, sft.lora.alpha) == \
+        (2e-5, "linear", 100, 64, 128.0)
+    assert load_config("align", preset="heartcare-7b").train.lr == 2e-4
+    tiny = load_config("sft", preset="tiny")
+    assert tiny.lora.r == 0 and tiny.data.tasks == ["RhythmClosedQA", "AxisClosedQA"]
+    file = tmp_path / "run.toml"
+    file.write_text('[train]\nlr = 3e-4\nbetas = [0.9, 0.95]\n[lora]\nr = 16\n')
+    config = load_config("sft", file, ["train.lr=5e-4", "data.source=synthetic:5"], preset="tiny")
+    assert (config.train.lr, config.train.betas, config.lora.r, config.data.source) == \
+        (5e-4, (0.9, 0.95), 16, "synthetic:5")
+    (tmp_path / "again.toml").write_text(to_toml(config))
+    assert load_config("sft", tmp_path / "again.toml") == config
+    assert parse_override("lora.dropout=0") == {"lora": {"dropout": 0}}
+    with pytest.raises(ValueError, match="unknown setting 'lrate'"):
+        load_config("sft", overrides=["train.lrate=1"])
+    with pytest.raises(ValueError, match="expected float"):
+        load_config("sft", overrides=["train.lr=fast"])
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    torch.manual_seed(0)
+    model, tokenizer = build_model("tiny")
+    records = generate_records(4, seed=3)
+    items = list(build_items(records, tasks=["RhythmClosedQA", "AxisClosedQA", "ComparisonQA"], measurements=None))
+    cache = FeatureCache(model, images=False)
+    cache.add(records)
+    return model, tokenizer, items, cache
+
+
+def test_samples_label_the_answer_only_and_expand_markers(tiny_data):
+    model, tokenizer, items, cache = tiny_data
+    item = next(it for it in items if it.task == "ComparisonQA")
+    sample = item_sample(item, model, tokenizer, cache)
+    answer = [t for t, y in zip(sample.input_ids, sample.labels) if y != IGNORE_INDEX]
+    assert tokenizer.decode(answer).startswith(item.answer)
+    assert sample.input_ids[len(sample) - len(answer):] == answer          # the answer comes last
+    n_signal = sample.input_ids.count(model.config.token_ids[vocab.SIGNAL])
+    assert len(sample.signal_features) == 2 and n_signal == sum(f.shape[0] for f in sample.signal_features)
+    prompt = item_sample(item, model, tokenizer, cache, with_answer=False)
+    assert prompt.input_ids == sample.input_ids[:len(prompt)] and prompt.answer_tokens == 0
+
+
+def test_packed_chunked_loss_equals_the_models_own_loss_per_sequence(tiny_data):
+    model, tokenizer, items, cache = tiny_data
+    samples = [item_sample(it, model, tokenizer, cache) for it in items[:3]]
+    packed = AnswerLoss(model, chunk_size=64)(pack(samples))
+    separate = 0.0
+    for s in samples:
+        batch = MultimodalBatch(torch.tensor([s.input_ids]), torch.tensor([s.labels]),
+                                signal_features=torch.cat(s.signal_features))
+        separate += model(batch, reduction="sum").loss
+    torch.testing.assert_close(packed, separate, rtol=1e-5, atol=1e-4)
+
+
+def test_align_trains_only_the_signal_projector(tiny_data):
+    model = build_model("tiny")[0]
+    counts = set_trainable(model, load_config("align"))
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert names == {n for n, _ in model.named_parameters() if n.startswith("projector.signal_")}
+    assert counts["trainable"] == sum(p.numel() for n, p in model.named_parameters() if n in names)
+
+
+def test_sft_loss_falls_and_an_interrupted_run_resumes_to_the_same_losses(tmp_path, monkeypatch):
+    full = run_stage(load_config("sft", overrides=[*TINY_RUN, "train.steps=6", f"train.out='{tmp_path / 'a'}'"],
+                                 preset="tiny"), progress=False)
+    assert full["losses"][-1] < full["losses"][0]
+    assert (tmp_path / "a" / "model" / "model.safetensors").is_file()
+    (tmp_path / "b").mkdir()
+    shutil.copy(tmp_path / "a" / "features.pt", tmp_path / "b" / "features.pt")
+    config = load_config("sft", overrides=[*TINY_RUN, "train.steps=6", f"train.out='{tmp_path / 'b'}'"],
+                         preset="tiny")
+    step = Trainer.train_step
+
+    def stop_after_three(self):
+        row = step(self)
+        self._stop_requested = row["step"] == 3
+        return row
+
+    monkeypatch.setattr(Trainer, "train_step", stop_after_three)
+    assert run_stage(config, progress=False)["steps"] == 3
+    monkeypatch.setattr(Trainer, "train_step", step)
+    resumed = run_stage(config, progress=False)
+    assert resumed["steps"] == 6 and resumed["losses"] == full["losses"]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_give_the_losses_of_one(tmp_path):
+    def run(nproc: int) -> list[float]:
+        out = tmp_path / f"p{nproc}"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "heartfast", "train", "sft", "--preset", "tiny", "--data", "synthetic:10", "--out", str(out),
+               "--steps", "2", "--batch-size", "4", "--no-eval", "--quiet"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads((out / "summary.json").read_text())["losses"]
+
+    one, two = run(1), run(2)
+    assert len(one) == 2 and np.allclose(two, one, rtol=1e-4)
