@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 
-from heartfast.ops.attention import attention_reference
 from heartfast.ops.backend import has_module, requested_backend, use_triton
 
 FLASH_ATTN_PAGE_MULTIPLE = 256
@@ -37,38 +36,61 @@ def gather_cache(cache: torch.Tensor, block_table: torch.Tensor, length: int) ->
     return cache[blocks].flatten(0, 1)[:length]
 
 
+def gather_padded(cache: torch.Tensor, block_tables: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Every sequence's first `max_len` cached rows at once: [batch, max_len, Hkv, D] (rows past a length are junk)."""
+    blocks = block_tables[:, : -(-max_len // cache.shape[1])].long()
+    return cache[blocks].flatten(1, 2)[:, :max_len]
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+                      scale: float | None) -> torch.Tensor:
+    """Masked attention (fp32 or wider) without repeating KV heads: q [B, Sq, Hq, D], k/v [B, L, Hkv, D],
+    mask [B, Sq, L] (True = attend) -> [B, Sq, Hq, D]; fully masked rows give zeros."""
+    b, sq, hq, d = q.shape
+    hkv = k.shape[2]
+    dtype = torch.promote_types(q.dtype, torch.float32)
+    qg = q.to(dtype).reshape(b, sq, hkv, hq // hkv, d)
+    scores = torch.einsum("bqhgd,bkhd->bhgqk", qg, k.to(dtype)) * (scale if scale is not None else d ** -0.5)
+    keep = mask[:, None, None]
+    probs = scores.masked_fill(~keep, float("-inf")).softmax(dim=-1).masked_fill(~keep, 0.0)
+    out = torch.einsum("bhgqk,bkhd->bqhgd", probs, v.to(dtype))
+    return out.reshape(b, sq, hq, d).to(q.dtype)
+
+
 def reshape_and_cache_reference(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                                 slot_mapping: torch.Tensor) -> None:
     keep = slot_mapping >= 0
     slots = slot_mapping[keep].long()
-    block_size = k_cache.shape[1]
-    k_cache[slots // block_size, slots % block_size] = k[keep].to(k_cache.dtype)
-    v_cache[slots // block_size, slots % block_size] = v[keep].to(v_cache.dtype)
+    k_cache.flatten(0, 1).index_copy_(0, slots, k[keep].to(k_cache.dtype))  # flatten of a contiguous cache is a view
+    v_cache.flatten(0, 1).index_copy_(0, slots, v[keep].to(v_cache.dtype))
 
 
 def paged_decode_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
                            seq_lens: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-    out = torch.zeros_like(q)
-    for b, length in enumerate(seq_lens.tolist()):
-        if length:
-            k = gather_cache(k_cache, block_tables[b], length)[None].to(q.dtype)
-            v = gather_cache(v_cache, block_tables[b], length)[None].to(q.dtype)
-            out[b] = attention_reference(q[b][None, None], k, v, scale=scale)[0, 0]
-    return out
+    """All sequences in one batched, masked attention over their gathered caches (the CPU path)."""
+    max_len = max(int(seq_lens.max()), 1)
+    k, v = gather_padded(k_cache, block_tables, max_len), gather_padded(v_cache, block_tables, max_len)
+    mask = (torch.arange(max_len, device=q.device) < seq_lens[:, None].to(q.device))[:, None]
+    return grouped_attention(q[:, None], k, v, mask, scale)[:, 0]
 
 
 def paged_prefill_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                             block_tables: torch.Tensor, cu_seqlens_q: torch.Tensor, seq_lens: torch.Tensor,
                             scale: float | None = None) -> torch.Tensor:
-    out = torch.empty_like(q)
-    bounds = cu_seqlens_q.tolist()
-    for b, length in enumerate(seq_lens.tolist()):
-        start, stop = bounds[b], bounds[b + 1]
-        if stop > start:
-            k = gather_cache(k_cache, block_tables[b], length)[None].to(q.dtype)
-            v = gather_cache(v_cache, block_tables[b], length)[None].to(q.dtype)
-            out[start:stop] = attention_reference(q[None, start:stop], k, v, causal=True, scale=scale)[0]
-    return out
+    """Packed new tokens padded to [batch, max_q], causal over cached prefix + themselves, unpadded again."""
+    starts, q_lens = cu_seqlens_q[:-1].long(), (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).long()
+    lens = seq_lens.long().to(q.device)
+    max_q, max_len = max(int(q_lens.max()), 1), max(int(lens.max()), 1)
+    offsets = torch.arange(max_q, device=q.device)
+    valid = offsets < q_lens[:, None]                                   # [n, max_q]
+    rows = (starts[:, None] + offsets).clamp_max(max(q.shape[0] - 1, 0))
+    padded = q[rows]                                                    # [n, max_q, Hq, D]
+    positions = lens[:, None] - q_lens[:, None] + offsets               # absolute position of each query
+    keys = torch.arange(max_len, device=q.device)
+    mask = (keys <= positions[..., None]) & (keys < lens[:, None, None]) & valid[..., None]
+    k, v = gather_padded(k_cache, block_tables, max_len), gather_padded(v_cache, block_tables, max_len)
+    out = grouped_attention(padded, k, v, mask, scale)
+    return out[valid]
 
 
 def _check(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
