@@ -231,3 +231,11 @@ def test_vision_tower_from_a_full_two_tower_checkpoint(tower, tmp_path):
     with torch.no_grad():
         expected = full.vision_model(pixel_values=encoder.preprocess(pictures)).pooler_output
         torch.testing.assert_close(encoder(pictures)[:, 0], expected)
+
+
+def test_image_encoder_reads_renderer_uint8_like_unit_floats():
+    from heartfast.model.vision import ImageEncoder, tiny_vision_config
+
+    encoder = ImageEncoder(tiny_vision_config()).eval()
+    pictures = torch.randint(0, 256, (2, 3, 40, 40), dtype=torch.uint8)
+    torch.testing.assert_close(encoder(pictures), encoder(pictures.float() / 255.0))

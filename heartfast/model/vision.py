@@ -100,9 +100,10 @@ class ImageEncoder(nn.Module):
         return self.config.width
 
     def preprocess(self, pictures: torch.Tensor) -> torch.Tensor:
-        """[N, 3, h, w] in [0, 1] -> the tower's resolution, normalised, in the tower's dtype."""
+        """[N, 3, h, w] in [0, 1] (or uint8 0-255, as the renderer writes) -> the tower's resolution, normalised,
+        in the tower's dtype."""
         size = self.config.image_size
-        x = pictures.float()
+        x = pictures.float() / 255.0 if pictures.dtype == torch.uint8 else pictures.float()
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         mean, std = (torch.tensor(v, device=x.device).view(1, 3, 1, 1) for v in NORMALISATION[self.config.tower])
