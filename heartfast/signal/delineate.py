@@ -1,9 +1,9 @@
 """Batched per-beat, per-lead ECG delineation in torch: P on/peak/off, QRS on/peak/off, T on/peak/off.
 
-Signals [B, L, T] are filtered once, cut into one window per beat around the R anchors of
-`heartfast.signal.rpeaks`, and delineated as tensors [B, L, K, W] (records, leads, beats, window):
-every step is a masked reduction over the window axis, so there is no Python loop over samples,
-beats, leads or records.
+Signals [B, L, T] are transformed by one FFT, from which band-limited copies are taken at ~250 Hz (QRS)
+and ~125 Hz (P, T); windows around every R anchor of `heartfast.signal.rpeaks` are gathered into
+tensors [1, L, N, W] (leads, the beats of all records on one axis, window) and every step is a masked
+reduction over the window axis: there is no Python loop over samples, beats, leads or records.
 
 Method (in the spirit of Martinez et al. 2004, written from the conventions, not their code):
 - QRS: per lead, the slope of the 40 Hz low-passed signal; the complex spans from the first to the last
@@ -11,11 +11,11 @@ Method (in the spirit of Martinez et al. 2004, written from the conventions, not
   to where the slope falls below a smaller fraction. Global onset/offset use the spatial velocity
   (root-sum-square slope over leads), the vectorcardiographic convention that marks the earliest
   onset and the latest offset seen in any lead.
-- T and P: extremum of the 12 Hz low-passed, line-detrended signal in a search window set by the QRS
-  boundaries and the RR intervals; boundaries by the trapezium-area method (Vazquez-Seisdedos et al.
-  2011) from the steepest flank toward the isoelectric side. Global P/T boundaries fuse the leads
-  where the wave is clear: a low quantile of onsets, a high quantile of offsets.
-- A beat has a P wave when most leads show one of clear amplitude at consistent positions.
+- T (15 Hz low-pass) and P (25 Hz): extremum of the line-detrended signal in a search window set by
+  the QRS boundaries and the RR intervals; boundaries by the trapezium-area method (Vazquez-Seisdedos
+  et al. 2011) from the steepest flank toward the isoelectric side. Global P/T points are the
+  amplitude-weighted median over the leads where the wave is clear.
+- A beat has a P wave when a third of the active leads show one of clear amplitude at agreeing times.
 """
 from __future__ import annotations
 
@@ -36,17 +36,17 @@ QRS_SEARCH_BEFORE_S = 0.16
 QRS_SEARCH_AFTER_S = 0.20
 QRS_CORE_S = 0.06          # the largest QRS slope is looked for within this distance of the anchor
 QRS_ENTER = 0.25           # fraction of the largest slope that marks "inside the QRS"
-R_WAVE_SHARE = 0.15        # a positive wave this large against the negative one is the R peak
-GLOBAL_QRS_LEAVE = 0.08    # the same for the spatial velocity (all leads together)
 QRS_LEAVE = 0.08           # fraction below which the boundary is reached
+GLOBAL_QRS_LEAVE = 0.08    # the same for the spatial velocity (all leads together)
+R_WAVE_SHARE = 0.15        # a positive wave this large against the negative one is the R peak
 P_SEARCH_S = 0.30          # P wave searched within this much before the QRS onset
 P_LOWPASS_HZ = 25.0
 P_END_GAP_S = 0.03         # P offset at least this long before the QRS onset (the PR segment)
 P_PEAK_GAP_S = 0.05        # P peak at least this long before the QRS onset
-P_LEAD_SHARE = 0.35        # ... and a beat has one when this share of the active leads agree
 P_MIN_MV = 0.02            # a lead shows a P wave when its detrended peak is at least this large
+P_LEAD_SHARE = 0.35        # ... and a beat has one when this share of the active leads agree
 T_SIDE_S = 0.10            # the trapezium reference point lies this far beyond the steepest flank
-P_SIDE_S = 0.05
+P_SIDE_S = 0.05            # ... and for the P wave
 
 MISSING = -1
 

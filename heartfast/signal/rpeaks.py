@@ -1,8 +1,8 @@
 """Batched multi-lead R-peak detection in torch (CPU or GPU).
 
-Signals [B, L, T] are band-passed to the QRS band, differentiated and squared; the per-lead energies,
-each scaled by its own robust amplitude so that no single large lead dominates, are summed over leads
-and integrated over ~100 ms. Beats are local maxima of that envelope over a refractory window that
+Signals [B, L, T] are band-passed to the QRS band at ~125 Hz, differentiated and squared; the per-lead
+energies, each scaled by the lead's RMS slope so that no single large lead dominates, are summed over
+leads and integrated over ~100 ms. Beats are local maxima of that envelope over a refractory window that
 exceed a per-record adaptive threshold. Everything is tensor ops over the whole batch: no loop over
 samples, leads or records.
 """
