@@ -5,7 +5,8 @@ same records, same layouts and geometry, side by side in one run.
 
 Input: 32 real PTB-XL records at 500 Hz (10 s, 12 leads) from ../shared/data when present, else 32 from the
 synthetic generator. Each round renders all 32 with each implementation, so the mean times compare
-directly. Both run on one CPU thread (matplotlib draws on one core; torch is pinned with
+directly. "heartfast-out" draws into one reused output buffer (`out=`), "heartfast" into fresh memory
+each call (the OS then zeroes ~19 MB per call, which is a visible share of the time). Both run on one CPU thread (matplotlib draws on one core; torch is pinned with
 torch.set_num_threads(1) for the measurement), so the ratio is per core.
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _records() -> np.ndarray:
         import wfdb
 
         signals = [wfdb.rdrecord(str(h.with_suffix(""))).p_signal.T[:, :5000] for h in headers]
-        return np.stack(signals).astype(np.float32)
+        return np.ascontiguousarray(np.stack(signals), dtype=np.float32)
     from heartfast.signal.synthetic import generate_records
 
     return np.stack([r.to_12_leads()[:, :5000] for r in generate_records(N_RECORDS, seed=0, fs=FS)])
@@ -49,15 +50,18 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("impl", ["heartfast", "matplotlib"])
+@pytest.mark.parametrize("impl", ["heartfast", "heartfast-out", "matplotlib"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_render_speed(benchmark, one_thread, layout, impl):
     benchmark.group = f"render {layout} {SIZE}px"
-    if impl == "heartfast":
-        renderer, signals = ECGRenderer(layout, SIZE), torch.from_numpy(SIGNALS)
-    else:
+    if impl == "matplotlib":
         renderer, signals = MatplotlibRenderer(layout, SIZE), SIGNALS
+        draw = lambda: renderer(signals, FS)
+    else:
+        renderer, signals = ECGRenderer(layout, SIZE), torch.from_numpy(SIGNALS)
+        buffer = renderer.buffer(N_RECORDS) if impl == "heartfast-out" else None
+        draw = lambda: renderer(signals, FS, out=buffer)
     renderer(signals[:1], FS)  # figure / background and geometry caches
-    images = benchmark.pedantic(lambda: renderer(signals, FS), rounds=5, warmup_rounds=1)
+    images = benchmark.pedantic(draw, rounds=5, warmup_rounds=1)
     assert tuple(images.shape) == (N_RECORDS, 3, SIZE, SIZE)
     benchmark.extra_info["images_per_s"] = round(N_RECORDS / benchmark.stats.stats.mean, 1)

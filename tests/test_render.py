@@ -185,3 +185,14 @@ def test_gpu_and_cpu_agree_when_cuda_is_present():
     cpu = ECGRenderer("6x2", 384)(signals, FS)
     gpu = ECGRenderer("6x2", 384, device="cuda")(signals.cuda(), FS).cpu()
     assert (cpu.int() - gpu.int()).abs().max() <= 1
+
+
+def test_drawing_into_a_reused_buffer_gives_the_same_images():
+    renderer = ECGRenderer("6x2", 200)
+    signals = torch.randn(2, 12, 2600).cumsum(-1) * 0.01
+    buffer = renderer.buffer(2)
+    first = renderer(signals, FS, out=buffer).clone()
+    assert torch.equal(first, renderer(signals, FS))
+    assert torch.equal(renderer(signals.flip(0), FS, out=buffer)[1], first[0])   # nothing left from before
+    with pytest.raises(ValueError, match="buffer"):
+        renderer(signals, FS, out=renderer.buffer(3))

@@ -193,11 +193,17 @@ class ECGRenderer:
         bottom = torch.minimum(bottom + self._half, group.clip_bottom)
         return top, bottom.masked_fill_(~group.cols_ok, math.nan)
 
-    def __call__(self, signals: torch.Tensor | np.ndarray, fs: float) -> torch.Tensor:
+    def buffer(self, batch: int) -> torch.Tensor:
+        """An output buffer for `batch` images ([B, H, W, 4] uint8), to reuse across calls with `out=`."""
+        return torch.empty((batch, *self.size, 4), dtype=torch.uint8, device=self.device)
+
+    def __call__(self, signals: torch.Tensor | np.ndarray, fs: float, out: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 images [B, 3, H, W] of signals [B, 12, T] (mV, LEADS_12 order) sampled at `fs` Hz.
 
         The result is a channels-last view (memory [B, H, W, 4] RGBA, what PNG writers and channels-last
-        convolutions want); call `.contiguous()` where [B, 3, H, W] memory is needed."""
+        convolutions want); call `.contiguous()` where [B, 3, H, W] memory is needed. `out` (from
+        `buffer`) is drawn into instead of fresh memory: a loop then skips allocating (and the OS zeroing)
+        a new image batch per call; the returned view shares its memory."""
         signals = torch.as_tensor(signals, dtype=torch.float32, device=self.device)
         if signals.ndim != 3 or signals.shape[1] != len(LEADS_12):
             raise ValueError(f"signals must be [batch, 12, samples] in mV (LEADS_12 order), got {tuple(signals.shape)}")
@@ -212,7 +218,10 @@ class ECGRenderer:
         # RGBA storage: each pixel is one 32-bit word, read, blended and written at once. Blends of the
         # same pixel towards the (darker) ink are ordered like their coverage in every channel, so the
         # smallest word is the darkest: scatter "amin" composites overlapping strokes.
-        out = torch.empty((batch, height, width, 4), dtype=torch.uint8, device=self.device)
+        if out is None:
+            out = self.buffer(batch)
+        elif out.shape != (batch, height, width, 4) or out.dtype != torch.uint8 or not out.is_contiguous():
+            raise ValueError(f"out must be a contiguous uint8 [{batch}, {height}, {width}, 4] tensor (see buffer())")
         out.view(batch, -1).copy_(self._background_rgba.view(1, -1).expand(batch, -1))
         words = out.view(torch.int32).view(-1)
         for group in self._plan(fs, n_samples):
