@@ -115,7 +115,8 @@ def rvq(x: torch.Tensor, codebooks: torch.Tensor, levels: int, *, train: bool = 
     min_block_n = 32
     sqerr = torch.zeros(max(triton.cdiv(n, min_block_n), 1) if train else 1, levels, dtype=torch.float32,
                         device=device)
-    precision = "tf32" if (allow_tf32 and x.dtype == torch.float32) else "ieee"
+    # fp32: exact fp32 dots unless tf32 is allowed; fp16/bf16: the default tensor-core dot.
+    precision = ("tf32" if allow_tf32 else "ieee") if x.dtype == torch.float32 else None
     block_d = max(16, triton.next_power_of_2(d))
 
     def grid(meta: dict) -> tuple[int]:
