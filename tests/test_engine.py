@@ -93,7 +93,7 @@ def test_multimodal_greedy_matches_naive_loop_and_shares_ecg_prefix(tiny_heartca
         for q in questions:
             prompt = f"<image> <signal> {q}"
             requests.append(Request(f"e{e}-{q}", prompt, signals=[ecgs[e]], signal_fs=250.0, images=[images[e]],
-                                    params=SamplingParams(max_tokens=5)))
+                                    keys=[f"ecg{e}", f"ecg{e}"], params=SamplingParams(max_tokens=5)))
             expected.append(_naive_greedy(model, tokenizer, prompt, ecgs[e], images[e], 250.0, 5))
     engine = Engine(model, tokenizer, block_size=4, max_batched_tokens=48)
     results = engine.generate(requests)

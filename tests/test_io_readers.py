@@ -175,3 +175,10 @@ def test_single_ptbxl_record_keeps_its_metadata(shared_data):
         (ref,) = list_records(shared_data / "ptb-xl" / path)
         record = ref.load()
         assert (record.id, record.database, record.fs, record.age) == ("1", "ptb-xl", fs, 56.0)
+
+
+def test_synthetic_source_ids_match_the_records():
+    from heartfast.io.sources import list_records
+
+    refs = list_records("synthetic:3:5")
+    assert [ref.id for ref in refs] == [ref.load().id for ref in refs]

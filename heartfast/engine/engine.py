@@ -34,7 +34,8 @@ class Request:
     signals: list = field(default_factory=list)     # each [leads, T] (numpy or tensor) at signal_fs
     signal_fs: float = 500.0
     images: list = field(default_factory=list)      # each [3, H, W] or lead crops [12, 3, h, w], in [0, 1]
-    keys: list[str] | None = None                   # identity per signal then image (default: content hash)
+    keys: list[str] | None = None                   # ECG identity per signal then image (default: content hash);
+                                                    # a record shown as signal and image may use one key
     params: SamplingParams = field(default_factory=SamplingParams)
 
 
@@ -172,7 +173,7 @@ class Engine:
             if t in placeholders:
                 if pos == 0 or ids[pos - 1] != t:
                     current, run = next(placeholders[t], f"anon{pos}"), 0
-                keys.append(hash((current, run)))
+                keys.append(hash((t, current, run)))
                 run += 1
             else:
                 keys.append(t)
@@ -239,7 +240,7 @@ class Engine:
             self.stats.steps += 1
         bar.close()
         self.stats.requests += len(requests)
-        self.stats.ecgs += len({k for r in requests for k in (r.keys or [content_key(x) for x in r.signals])})
+        self.stats.ecgs += len({k for r in requests for k in (r.keys or [content_key(x) for x in (*r.signals, *r.images)])})
         self.stats.prompt_tokens += sum(res.prompt_tokens for res in results.values())
         self.stats.cached_prompt_tokens += self.blocks.hits - hits_before
         self.stats.output_tokens += sum(len(res.token_ids) for res in results.values())

@@ -141,12 +141,14 @@ def _synthetic_refs(n: int, seed: int) -> list[RecordRef]:
     if n <= 0:
         raise ECGDataError(f"synthetic:{n}", "number of synthetic records must be positive")
 
+    from heartfast.signal.synthetic import generate_records, synthetic_record_id
+
+    chunk_seed = lambda k: seed * 1_000_003 + k  # noqa: E731
+
     @lru_cache(maxsize=2)
     def chunk(k: int) -> list[Record]:
-        from heartfast.signal.synthetic import generate_records
+        return generate_records(min(SYNTHETIC_CHUNK, n - k * SYNTHETIC_CHUNK), seed=chunk_seed(k))
 
-        size = min(SYNTHETIC_CHUNK, n - k * SYNTHETIC_CHUNK)
-        return generate_records(size, seed=seed * 1_000_003 + k)
-
-    return [RecordRef(f"synthetic-{seed}-{i}", "synthetic", f"synthetic:{n}:{seed}",
-                      lambda i=i: chunk(i // SYNTHETIC_CHUNK)[i % SYNTHETIC_CHUNK]) for i in range(n)]
+    return [RecordRef(synthetic_record_id(chunk_seed(i // SYNTHETIC_CHUNK), i % SYNTHETIC_CHUNK), "synthetic",
+                      f"synthetic:{n}:{seed}", lambda i=i: chunk(i // SYNTHETIC_CHUNK)[i % SYNTHETIC_CHUNK])
+            for i in range(n)]

@@ -324,10 +324,9 @@ class SyntheticBatch:
         if not codes and axis == "MID":
             codes = ["NORM"]
         codes.append(truth["rhythm"])
-        ident = f"{self.seed}-{i:06d}"
         return Record(
-            id=f"syn-{ident}", signal=self.signals[i].numpy(), fs=self.fs, leads=LEADS_12, database="synthetic",
-            patient_id=f"synp-{ident}", age=float(self.age[i]), sex="M" if bool(self.male[i]) else "F",
+            id=synthetic_record_id(self.seed, i), signal=self.signals[i].numpy(), fs=self.fs, leads=LEADS_12,
+            database="synthetic", patient_id="synp-" + synthetic_record_id(self.seed, i)[4:], age=float(self.age[i]), sex="M" if bool(self.male[i]) else "F",
             labels=[scp_label(c) for c in codes], report=report_text(codes, axis, truth),
             annotations=self.annotations(i),
             extra={"truth": truth, "heart_axis": axis,
@@ -419,6 +418,11 @@ def generate(n: int, seed: int, fs: float = 500.0, duration_s: float = 10.0,
         noise={"baseline_mv": levels.baseline_mv, "muscle_mv": levels.muscle_mv,
                "powerline_mv": levels.powerline_mv, "powerline_hz": levels.powerline_hz},
     )
+
+
+def synthetic_record_id(seed: int, index: int) -> str:
+    """The id of record `index` of `generate(n, seed)` (known without generating it)."""
+    return f"syn-{seed}-{index:06d}"
 
 
 def generate_records(n: int, seed: int, fs: float = 500.0, duration_s: float = 10.0,

@@ -1,0 +1,141 @@
+"""Answering a bench (or any instruction items) with the engine: records read once per batch, bad records
+reported and skipped, answers appended to answers.jsonl as each batch finishes, so an interrupted run
+resumes by skipping the ids already answered.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from heartfast.engine.engine import Engine, Request
+from heartfast.engine.sampling import SamplingParams
+from heartfast.instruct.items import Item
+from heartfast.instruct.prompt import input_kinds, item_prompt
+from heartfast.io.record import ECGDataError, Record
+from heartfast.io.sources import list_records
+
+
+@dataclass
+class BatchReport:
+    answered: int = 0
+    skipped_done: int = 0
+    bad_records: dict[str, str] = field(default_factory=dict)   # record id -> problem
+    failed_items: int = 0
+
+
+def answered_ids(path: Path) -> set[str]:
+    """Ids already in an answers file (a torn last line from an interrupted write is ignored)."""
+    if not path.is_file():
+        return set()
+    done = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            done.add(json.loads(line)["id"])
+        except (json.JSONDecodeError, KeyError):
+            continue
+    return done
+
+
+class RecordStore:
+    """Records of a source by id, loaded on demand; load failures are remembered, not raised."""
+
+    def __init__(self, source: str | Path) -> None:
+        self.refs = {ref.id: ref for ref in list_records(source)}
+        self.loaded: dict[str, Record] = {}
+        self.bad: dict[str, str] = {}
+
+    def get(self, record_id: str) -> Record | None:
+        if record_id in self.loaded or record_id in self.bad:
+            return self.loaded.get(record_id)
+        ref = self.refs.get(record_id)
+        if ref is None:
+            self.bad[record_id] = "not found in the source"
+            return None
+        try:
+            self.loaded[record_id] = ref.load()
+        except ECGDataError as exc:
+            self.bad[record_id] = str(exc)
+        return self.loaded.get(record_id)
+
+
+class ItemServer:
+    """Turns items into engine requests: signals as 12-lead arrays, images rendered as the trainer renders them."""
+
+    def __init__(self, engine: Engine, images: bool, params: SamplingParams) -> None:
+        self.engine, self.params = engine, params
+        model = engine.model
+        self.images = images and getattr(model, "vision", None) is not None
+        self._pictures: dict[str, torch.Tensor] = {}
+
+    def picture(self, record: Record) -> torch.Tensor:
+        if record.id not in self._pictures:
+            from heartfast.render.renderer import render
+
+            size = self.engine.model.vision.config.image_size
+            self._pictures[record.id] = render(record.to_12_leads()[None], record.fs, size=size)[0]
+        return self._pictures[record.id]
+
+    def request(self, item: Item, records: dict[str, Record]) -> Request:
+        signals, images, signal_ids, image_ids, fs = [], [], [], [], set()
+        for rid, kind in zip(item.record_ids_per_input(), input_kinds(item, self.images)):
+            record = records[rid]
+            if kind == "signal":
+                signals.append(record.to_12_leads())
+                signal_ids.append(rid)
+                fs.add(record.fs)
+            else:
+                images.append(self.picture(record))
+                image_ids.append(rid)
+        if len(fs) > 1:
+            raise ValueError(f"item {item.id}: its signals have different sampling rates {sorted(fs)}")
+        prompt, _ = item_prompt(item, self.engine.tokenizer, self.images)
+        return Request(item.id, prompt, signals=signals, signal_fs=fs.pop() if fs else 500.0, images=images,
+                       keys=signal_ids + image_ids, params=self.params)
+
+
+def answer_items(engine: Engine, items: list[Item], source: str | Path, out: str | Path,
+                 params: SamplingParams, images: bool = True, batch_size: int = 64, progress: bool = True,
+                 on_batch: Callable[[list], None] | None = None) -> BatchReport:
+    """Answer `items` into `out` (JSONL: id, answer, task, finish_reason), skipping ids already there."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = BatchReport()
+    done = answered_ids(out)
+    todo = [item for item in items if item.id not in done]
+    report.skipped_done = len(items) - len(todo)
+    store, server = RecordStore(source), ItemServer(engine, images, params)
+    bar = tqdm(total=len(todo), desc="answer", unit="item", disable=not progress, dynamic_ncols=True)
+    with open(out, "a", encoding="utf-8") as f:
+        for start in range(0, len(todo), batch_size):
+            batch, requests = todo[start:start + batch_size], []
+            for item in batch:
+                records = {rid: store.get(rid) for rid in item.record_ids}
+                if any(r is None for r in records.values()):
+                    report.failed_items += 1
+                    continue
+                requests.append(server.request(item, records))
+            results = engine.generate(requests) if requests else []
+            tasks = {item.id: item.task for item in batch}
+            for res in results:
+                f.write(json.dumps({"id": res.id, "answer": res.text, "task": tasks[res.id],
+                                    "finish_reason": res.finish_reason}, ensure_ascii=False) + "\n")
+            f.flush()
+            report.answered += len(results)
+            bar.update(len(batch))
+            if on_batch:
+                on_batch(results)
+    bar.close()
+    report.bad_records = dict(store.bad)
+    return report
+
+
+def record_items(records: list[str], question: str) -> list[Item]:
+    """One open question per record id (for `heartfast infer --records`)."""
+    return [Item(id=f"{rid}/q", task="Open", modality="both", record_ids=[rid], question=question, answer="",
+                 split="test", inputs=["image", "signal"]) for rid in records]
+
