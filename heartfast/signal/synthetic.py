@@ -136,7 +136,7 @@ def _zeros(n: int) -> torch.Tensor:
     return torch.zeros(n, dtype=torch.float64)
 
 
-def _deg(n: int, value: float) -> torch.Tensor:
+def _full(n: int, value: float) -> torch.Tensor:
     return torch.full((n,), value, dtype=torch.float64)
 
 
@@ -147,14 +147,14 @@ def _normal_waves(gen: torch.Generator, d: Design) -> Waves:
     normal_w = torch.where(rbbb, _u(gen, n, 0.085, 0.095), w)
     qrs_on = -0.55 * normal_w
     # QRS: septal q, main R, terminal S, and a fourth wave (LBBB's second, notched R; RBBB's terminal R')
-    q = (-0.38 * normal_w, 0.09 * normal_w, 0.12 * direction(_deg(n, -160), _deg(n, 40)))
+    q = (-0.38 * normal_w, 0.09 * normal_w, 0.12 * direction(_full(n, -160), _full(n, 40)))
     r = (_zeros(n), 0.13 * normal_w, direction(d.axis_deg, _u(gen, n, -25, -5)))
-    s = (0.33 * normal_w, 0.10 * normal_w, 0.30 * direction(d.axis_deg - 150, _deg(n, -55)))
+    s = (0.33 * normal_w, 0.10 * normal_w, 0.30 * direction(d.axis_deg - 150, _full(n, -55)))
     fourth = (_zeros(n), 0.1 * normal_w, torch.zeros((n, 3), dtype=torch.float64))
-    lbbb_r1 = (-0.14 * w, 0.12 * w, 0.75 * direction(d.axis_deg - 15, _deg(n, -35)))
-    lbbb_r2 = (0.16 * w, 0.13 * w, 0.85 * direction(d.axis_deg + 5, _deg(n, -45)))
+    lbbb_r1 = (-0.14 * w, 0.12 * w, 0.75 * direction(d.axis_deg - 15, _full(n, -35)))
+    lbbb_r2 = (0.16 * w, 0.13 * w, 0.85 * direction(d.axis_deg + 5, _full(n, -45)))
     late = w - normal_w
-    rbbb_r = (0.30 * normal_w + 0.55 * late, 0.012 + 0.25 * late, 0.45 * direction(_deg(n, 190), _deg(n, 50)))
+    rbbb_r = (0.30 * normal_w + 0.55 * late, 0.012 + 0.25 * late, 0.45 * direction(_full(n, 190), _full(n, 50)))
     parts = []
     for normal, left, right in ((q, None, None), (r, lbbb_r1, None), (s, None, None), (fourth, lbbb_r2, rbbb_r)):
         centre, width, dipole = normal
@@ -176,8 +176,8 @@ def _normal_waves(gen: torch.Generator, d: Design) -> Waves:
     p_sigma = _u(gen, n, 0.017, 0.022)
     p1 = qrs_on - d.pr_s + 2.15 * p_sigma
     p_amp = torch.where(d.has("AFIB"), _zeros(n), _u(gen, n, 0.08, 0.14))
-    p_dipole = torch.stack([p_amp[:, None] * direction(_deg(n, 65), _deg(n, 35)),
-                            0.8 * p_amp[:, None] * direction(_deg(n, 40), _deg(n, -45))], 1)
+    p_dipole = torch.stack([p_amp[:, None] * direction(_full(n, 65), _full(n, 35)),
+                            0.8 * p_amp[:, None] * direction(_full(n, 40), _full(n, -45))], 1)
 
     # T: slow ascent, fast descent; ends about QT after QRS onset (QT from QTc by Bazett)
     qt = d.qtc_s * torch.sqrt(60.0 / d.hr_bpm)
@@ -189,15 +189,15 @@ def _normal_waves(gen: torch.Generator, d: Design) -> Waves:
     t_dir = direction(0.5 * d.axis_deg + 20, _u(gen, n, 5, 30))
     qrs_net = (qrs_dipole * (qrs_width[..., None] * math.sqrt(2 * math.pi))).sum(1)
     discordant = -qrs_net / qrs_net.norm(dim=-1, keepdim=True)
-    t_dir = _pick([(lbbb[:, None], discordant), (rbbb[:, None], direction(0.5 * d.axis_deg + 20, _deg(n, -25))),
+    t_dir = _pick([(lbbb[:, None], discordant), (rbbb[:, None], direction(0.5 * d.axis_deg + 20, _full(n, -25))),
                    (d.has("INVT")[:, None], -t_dir)], t_dir)
     t_dipole = torch.stack([0.65 * t_amp[:, None] * t_dir, 0.55 * t_amp[:, None] * t_dir], 1)
 
     # ST plateau: elevation (anterior or inferior), diffuse depression, LBBB's discordant shift
     anterior = torch.rand(n, generator=gen) < 0.5
-    ste_dir = torch.where(anterior[:, None], direction(_deg(n, 60), _deg(n, 65)), direction(_deg(n, 95), _deg(n, -5)))
+    ste_dir = torch.where(anterior[:, None], direction(_full(n, 60), _full(n, 65)), direction(_full(n, 95), _full(n, -5)))
     st_dipole = _pick([(d.has("STE_")[:, None], _u(gen, n, 0.22, 0.35)[:, None] * ste_dir),
-                       (d.has("STD_")[:, None], -_u(gen, n, 0.2, 0.3)[:, None] * direction(_deg(n, 40), _deg(n, 15))),
+                       (d.has("STD_")[:, None], -_u(gen, n, 0.2, 0.3)[:, None] * direction(_full(n, 40), _full(n, 15))),
                        (lbbb[:, None], 0.12 * discordant)], torch.zeros((n, 3), dtype=torch.float64))
     return Waves(
         p_centre=torch.stack([p1, p1 + 0.03], 1), p_width=torch.stack([p_sigma, p_sigma], 1), p_dipole=p_dipole,
@@ -210,20 +210,20 @@ def _normal_waves(gen: torch.Generator, d: Design) -> Waves:
 def _pvc_waves(gen: torch.Generator, n: int, amplitude: torch.Tensor) -> Waves:
     """Premature ventricular beats: wide, no P, discordant T; right- or left-ventricular origin."""
     frontal = _u(gen, n, 40, 130)
-    elevation = torch.where(torch.rand(n, generator=gen) < 0.6, _deg(n, -40), _deg(n, 40))
+    elevation = torch.where(torch.rand(n, generator=gen) < 0.6, _full(n, -40), _full(n, 40))
     main = direction(frontal, elevation)
     qrs_dipole = torch.stack([0.8 * main, direction(frontal + 25, elevation - 10), torch.zeros_like(main),
                               torch.zeros_like(main)], 1) * amplitude[:, None, None]
-    qrs_centre = torch.stack([_deg(n, -0.03), _deg(n, 0.035), _zeros(n), _zeros(n)], 1)
-    qrs_width = torch.stack([_deg(n, 0.024), _deg(n, 0.028), _deg(n, 0.01), _deg(n, 0.01)], 1)
+    qrs_centre = torch.stack([_full(n, -0.03), _full(n, 0.035), _zeros(n), _zeros(n)], 1)
+    qrs_width = torch.stack([_full(n, 0.024), _full(n, 0.028), _full(n, 0.01), _full(n, 0.01)], 1)
     t_amp = _u(gen, n, 0.3, 0.5)[:, None]
     t_dipole = torch.stack([-0.7 * t_amp * main, -0.6 * t_amp * main], 1)
     zeros3 = torch.zeros((n, 2, 3), dtype=torch.float64)
     return Waves(
         p_centre=torch.zeros((n, 2), dtype=torch.float64), p_width=torch.full((n, 2), 0.02, dtype=torch.float64),
         p_dipole=zeros3, qrs_centre=qrs_centre, qrs_width=qrs_width, qrs_dipole=qrs_dipole,
-        t_centre=torch.stack([_deg(n, 0.23), _deg(n, 0.28)], 1), t_width=torch.stack([_deg(n, 0.05), _deg(n, 0.032)], 1),
-        t_dipole=t_dipole, st_start=_deg(n, 0.09), st_end=_deg(n, 0.25), st_dipole=torch.zeros((n, 3), dtype=torch.float64),
+        t_centre=torch.stack([_full(n, 0.23), _full(n, 0.28)], 1), t_width=torch.stack([_full(n, 0.05), _full(n, 0.032)], 1),
+        t_dipole=t_dipole, st_start=_full(n, 0.09), st_end=_full(n, 0.25), st_dipole=torch.zeros((n, 3), dtype=torch.float64),
     )
 
 

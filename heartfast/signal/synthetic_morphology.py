@@ -3,8 +3,8 @@
 Coordinates of the dipole: x points to the patient's left (lead I), y inferior (aVF), z anterior.
 Each wave is a sum of Gaussian bumps in time, each carrying a fixed dipole vector; the electrocardiogram is
 the projection of the dipole onto lead vectors. Only I, II and V1-V6 are projected; III, aVR, aVL and aVF are
-derived from I and II with Einthoven's and Goldberger's equations, so they hold exactly (up to nothing: the
-same float32 arithmetic a test repeats).
+derived from I and II with Einthoven's and Goldberger's equations, so they hold exactly (bit for bit, noise
+included: noise is added to the independent leads before the derivation).
 
 A template is one beat on a fixed window of W samples around its anchor (the QRS centre); the record is the
 template convolved with a train of weighted impulses (synthetic_rhythm). Fiducial points are measured on the
@@ -159,10 +159,11 @@ def measure_fiducials(template: Template, lead_matrix: torch.Tensor) -> torch.Te
     repolarisation = t + to_12_leads(template.st, lead_matrix)
     n = p.shape[0]
     out = torch.full((n, len(LEADS_12), len(FIDUCIALS)), -1, dtype=torch.int64)
-    for name, wave, bounds in (("P", p, p), ("QRS", qrs, qrs), ("T", t, None)):
+    # T offset: where repolarisation (ST plateau + T) returns to baseline
+    for name, wave, ending in (("P", p, p), ("QRS", qrs, qrs), ("T", t, repolarisation)):
         onset, offset, present = _extent(wave, ONSET_THRESHOLD[name])
-        if bounds is None:   # T offset: where repolarisation (ST plateau + T) returns to baseline
-            _, offset, _ = _extent(repolarisation, ONSET_THRESHOLD[name])
+        if ending is not wave:
+            _, offset, _ = _extent(ending, ONSET_THRESHOLD[name])
         peak = wave.abs().argmax(dim=-1)                       # [n, 12]
         base = FIDUCIALS.index(f"{name}_on")
         values = torch.stack([onset[:, None].expand(-1, 12), peak, offset[:, None].expand(-1, 12)], dim=-1)
