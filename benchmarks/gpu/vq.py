@@ -105,6 +105,8 @@ def _time(suite, case: str, impl: str, fn: Callable[[], object], flops: float, n
 
 def _timings(suite) -> None:
     sizes = (16_384, 262_144) if suite.quick else (16_384, 131_072, 1_048_576)
+    # One static-shape graph per case (12 cases): above dynamo's default of 8 it would fall back to eager.
+    torch._dynamo.config.recompile_limit = 64
     compiled = torch.compile(_matmul_argmin, dynamic=False)
     try:
         from vector_quantize_pytorch import ResidualVQ
