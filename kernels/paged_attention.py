@@ -247,7 +247,7 @@ def reshape_and_cache(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v
         BLOCK_D=triton.next_power_of_2(head_dim))
 
 
-def _multiprocessors(device: torch.device) -> int:
+def multiprocessors(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
 
 
@@ -275,7 +275,7 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, 
     scale = float(scale) if scale is not None else 1.0 / math.sqrt(head_dim)
     capacity = max_seq_len if max_seq_len is not None else block_tables.shape[1] * block_size
     if num_splits is None:
-        num_splits = choose_num_splits(batch, kv_heads, capacity, _multiprocessors(q.device))
+        num_splits = choose_num_splits(batch, kv_heads, capacity, multiprocessors(q.device))
     chunk = triton.cdiv(triton.cdiv(max(capacity, 1), num_splits), SPLIT_CHUNK_ALIGN) * SPLIT_CHUNK_ALIGN
     num_splits = triton.cdiv(max(capacity, 1), chunk)
     out = torch.empty_like(q)

@@ -29,6 +29,7 @@ TOKENS_PER_BATCH = 16384
 DENSE_LENGTHS = (1024, 2048, 4096, 8192, 16384)
 DECODE_BATCHES = (1, 4, 8, 32, 64, 128)
 DECODE_CONTEXTS = (1024, 4096, 8192)
+PREFILL_SHAPE = (4, 3584, 512)  # batch, cached prefix, new chunk
 BLOCK_SIZE = 16
 
 
@@ -175,8 +176,7 @@ def time_decode(suite) -> None:
             case = f"decode bf16 h{HEADS}/{KV_HEADS} d128 b{batch} ctx{length}"
             nbytes = 2 * batch * length * KV_HEADS * HEAD_DIM * 2
             flops = 4 * batch * length * HEADS * HEAD_DIM
-            splits = paged_kernels.choose_num_splits(batch, KV_HEADS, length,
-                                                     torch.cuda.get_device_properties(0).multi_processor_count)
+            splits = paged_kernels.choose_num_splits(batch, KV_HEADS, length, paged_kernels.multiprocessors(q.device))
             suite.time(case, "heartfast triton", lambda: paged_kernels.paged_decode(
                 q, k_cache, v_cache, tables, seq_lens, max_seq_len=length), flops=flops, bytes=nbytes, splits=splits)
             suite.time(case, "triton split-KV off", lambda: paged_kernels.paged_decode(
@@ -197,7 +197,7 @@ def time_decode(suite) -> None:
 
 def time_prefill(suite) -> None:
     """A chunk of new tokens over a long cached prefix: paged prefill against dense Triton attention."""
-    batch, prefix, chunk, dtype = 4, 3584, 512, torch.bfloat16
+    (batch, prefix, chunk), dtype = PREFILL_SHAPE, torch.bfloat16
     total = prefix + chunk
     k_cache, v_cache, tables, seq_lens = _paged_setup([total] * batch, KV_HEADS, HEAD_DIM, dtype)
     q = _rand(batch * chunk, HEADS, HEAD_DIM, dtype=dtype)
