@@ -1,5 +1,4 @@
-"""On-disk dataset shards and loaders."""
-from heartfast.data.prepare import prepare
+"""On-disk dataset shards and loaders (`heartfast.data.prepare.prepare` writes them)."""
 from heartfast.data.shards import ShardDataset
 
-__all__ = ["ShardDataset", "prepare"]
+__all__ = ["ShardDataset"]
