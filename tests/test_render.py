@@ -196,3 +196,15 @@ def test_drawing_into_a_reused_buffer_gives_the_same_images():
     assert torch.equal(renderer(signals.flip(0), FS, out=buffer)[1], first[0])   # nothing left from before
     with pytest.raises(ValueError, match="buffer"):
         renderer(signals, FS, out=renderer.buffer(3))
+
+
+def test_coloured_ink_blends_like_black_ink():
+    signals = torch.randn(1, 12, 5000).cumsum(-1) * 0.01
+    black = ECGRenderer("12x1", 300, style=INK_ONLY)(signals, FS)[0].int()
+    blue_ink = Style(minor_rgb=WHITE, major_rgb=WHITE, ink_rgb=(0, 0, 120))
+    blue = ECGRenderer("12x1", 300, style=blue_ink)(signals, FS)[0].int()
+    assert torch.equal(blue[0], black[0]) and torch.equal(blue[1], black[1])      # red, green fade alike
+    coverage = (255 - black[0]) / 255
+    assert ((255 - (255 - 120) * coverage) - blue[2]).abs().max() <= 1            # blue fades to 120
+    with pytest.raises(ValueError, match="darker than paper"):
+        ECGRenderer("6x2", 100, style=Style(paper_rgb=(200, 200, 200), ink_rgb=(220, 0, 0)))

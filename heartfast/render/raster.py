@@ -95,18 +95,19 @@ def stroke_pixels(top: torch.Tensor, bottom: torch.Tensor, base: torch.Tensor,
     fully covered row between them. Only the interior is enumerated, so the work is S + E.
     """
     first = torch.floor(top)
-    last = torch.ceil(bottom) - 1
-    count = (last - first + 1).nan_to_num_(0).clamp_(min=0)
-    first_row = torch.where(count > 0, first, 0).long()
-    last_row = torch.where(count > 1, last, first_row).long()
-    first_cov = torch.where(count > 0, torch.minimum(first + 1, bottom) - torch.maximum(first, top), 0)
-    last_cov = torch.where(count > 1, bottom - torch.maximum(last, top), 0)
-    ends = torch.cat([base + first_row * row_pitch, base + last_row * row_pitch])
+    end = torch.ceil(bottom)                                  # one past the last row
+    count = (end - first).nan_to_num_(0).clamp_(min=0)
+    one, several = count > 0, count > 1
+    first.masked_fill_(~one, 0)
+    first_cov = torch.minimum(first + 1, bottom).sub_(top).masked_fill_(~one, 0)   # first >= top never
+    last_cov = (bottom - end).add_(1).masked_fill_(~several, 0)
+    first_row = first.long()
+    rows = torch.cat([first_row, torch.where(several, end - 1, first).long()])
+    ends = rows.mul_(row_pitch).add_(base.repeat(2))
     inner = (count - 2).clamp_(min=0).long()
     source = torch.repeat_interleave(inner)
-    begin = torch.cumsum(inner, 0) - inner
-    key = base + (first_row + 1 - begin) * row_pitch
-    interior = key[source] + torch.arange(source.numel(), device=top.device) * row_pitch
+    key = (first_row + 1 - (torch.cumsum(inner, 0) - inner)).mul_(row_pitch).add_(base)
+    interior = key[source].add_(torch.arange(source.numel(), device=top.device).mul_(row_pitch))
     return ends, torch.cat([first_cov, last_cov]).clamp_(0, 1), interior
 
 

@@ -163,6 +163,7 @@ class ECGRenderer:
         self._background_rgba = torch.cat([background, alpha]).permute(1, 2, 0).contiguous().to(self.device)
         ink_rgba = torch.tensor([*style.ink_rgb, 255], dtype=torch.uint8)
         self._ink_rgba = ink_rgba.float().to(self.device)
+        self._black_ink = not any(style.ink_rgb)
         self._ink_word = int(ink_rgba.view(torch.int32))
         self._half, self._radius = line_half_widths(self.view, style)
         self._groups: dict[tuple[float, int], list[_PanelGroup]] = {}
@@ -229,8 +230,13 @@ class ECGRenderer:
             base = torch.arange(batch, device=self.device)[:, None] * (height * width) + group.cols.view(1, -1)
             ends, cov, interior = stroke_pixels(top.flatten(), bottom.flatten(), base.flatten(), width)
             words.index_fill_(0, interior, self._ink_word)          # fully covered: the ink itself
+            keep = (1 - cov).unsqueeze_(1)
             current = words.index_select(0, ends).view(torch.uint8).view(-1, 4).float()
-            blend = current.sub_(self._ink_rgba).mul_(1 - cov[:, None]).add_(self._ink_rgba)
+            if self._black_ink:     # alpha (255) stays; colour channels fade to 0
+                current[:, :3].mul_(keep)
+                blend = current
+            else:
+                blend = current.sub_(self._ink_rgba).mul_(keep).add_(self._ink_rgba)
             words.scatter_reduce_(0, ends, blend.round_().to(torch.uint8).view(torch.int32).view(-1), "amin")
         return out[..., :3].permute(0, 3, 1, 2)
 
