@@ -74,6 +74,18 @@ def test_varlen_matches_per_sequence_float64(causal, dtype):
     assert_forward_backward(out, ref, (q, k, v), ref_inputs, dtype)
 
 
+def test_strided_views_of_a_fused_qkv_projection():
+    qkv = torch.randn(2, 33, 3, 2, 64, requires_grad=True)
+    q, k, v = qkv.unbind(2)  # non-contiguous views: the kernel reads their strides
+    out = attention(q, k, v, causal=True, backend="triton")
+    ref_qkv = qkv.detach().double().requires_grad_()
+    ref = attention_reference(*ref_qkv.unbind(2), causal=True)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    ref.backward(grad.double())
+    assert rel_err(out, ref) < 1e-5 and rel_err(qkv.grad, ref_qkv.grad) < 1e-5
+
+
 def test_varlen_sequences_do_not_see_each_other():
     cu = torch.tensor([0, 23, 60], dtype=torch.int32)
     q, k, v = (torch.randn(60, 2, 64) for _ in range(3))

@@ -126,3 +126,6 @@ def test_cache_that_does_not_fit_the_queries_is_rejected():
         paged_decode(torch.randn(1, 4, 64), ctx.k_cache, ctx.v_cache, ctx.block_tables, ctx.seq_lens)
     with pytest.raises(ValueError, match="int32"):
         paged_decode(torch.randn(1, 3, 64), ctx.k_cache, ctx.v_cache, ctx.block_tables.long(), ctx.seq_lens)
+    with pytest.raises(ValueError, match="more new tokens than its seq_lens"):
+        paged_prefill(torch.randn(6, 3, 64), ctx.k_cache, ctx.v_cache, ctx.block_tables,
+                      torch.tensor([0, 6], dtype=torch.int32), ctx.seq_lens)

@@ -156,6 +156,9 @@ def paged_prefill(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     _check(q, k_cache, v_cache, block_tables, seq_lens)
     if cu_seqlens_q.dtype != torch.int32 or cu_seqlens_q.numel() != seq_lens.numel() + 1:
         raise ValueError("cu_seqlens_q must be int32 [batch + 1] alongside seq_lens [batch]")
+    if not seq_lens.is_cuda and bool((cu_seqlens_q[1:] - cu_seqlens_q[:-1] > seq_lens).any()):  # free off the GPU
+        raise ValueError("a sequence has more new tokens than its seq_lens: seq_lens must count the cached "
+                         "prefix plus the new tokens")
     if _wants(backend, q, k_cache) == "triton":
         from heartfast.kernels.paged_attention import paged_prefill as kernel
 
