@@ -15,7 +15,8 @@ Method (in the spirit of Martinez et al. 2004, written from the conventions, not
   the QRS boundaries and the RR intervals; boundaries by the trapezium-area method (Vazquez-Seisdedos
   et al. 2011) from the steepest flank toward the isoelectric side. Global P/T points are the
   amplitude-weighted median over the leads where the wave is clear.
-- A beat has a P wave when a third of the active leads show one of clear amplitude at agreeing times.
+- A beat has a P wave when a third of the active leads show one of clear amplitude at agreeing times,
+  at the record's usual distance before the QRS.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ P_END_GAP_S = 0.03         # P offset at least this long before the QRS onset (t
 P_PEAK_GAP_S = 0.05        # P peak at least this long before the QRS onset
 P_MIN_MV = 0.02            # a lead shows a P wave when its detrended peak is at least this large
 P_LEAD_SHARE = 0.35        # ... and a beat has one when this share of the active leads agree
+P_PR_SPREAD_S = 0.04       # ... at most this far from the record's usual P-to-QRS distance
 T_SIDE_S = 0.10            # the trapezium reference point lies this far beyond the steepest flank
 P_SIDE_S = 0.05            # ... and for the P wave
 
@@ -149,6 +151,20 @@ def _fuse(values: torch.Tensor, use: torch.Tensor, weight: torch.Tensor) -> torc
     pick = (cumulative < half).sum(1, keepdim=True).clamp_max(values.shape[1] - 1)
     fused = values.gather(1, order.gather(1, pick))[:, 0]
     return torch.where(use.any(1), fused, torch.full_like(fused, MISSING))
+
+
+def _steady_pr(pr: torch.Tensor, present: torch.Tensor, record: torch.Tensor, n_records: int,
+               spread: float) -> torch.Tensor:
+    """[1, 1, N] bool: the beat's P-to-QRS distance is within `spread` of its record's median.
+
+    Atrial activity that drives the ventricles sits at a steady distance before each QRS; fibrillatory
+    waves or noise picked as "P" do not, so they are dropped (AF gets no PR interval).
+    """
+    value = torch.where(present, pr.float(), torch.full_like(pr, math.nan, dtype=torch.float32))[0, 0]
+    per_record = torch.full((n_records, value.shape[0]), math.nan, device=value.device)
+    per_record[record, torch.arange(value.shape[0], device=value.device)] = value
+    median = per_record.nanmedian(1).values[record]
+    return ((value - median).abs() <= spread)[None, None]
 
 
 def _line_detrend(y: torch.Tensor, positions: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -305,10 +321,11 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     centre = clear_peaks.nanmedian(1, keepdim=True).values
     agree = p_clear & ((p_peak_l.float() - centre).abs() <= sw(0.04))
     has_p = agree.sum(1, keepdim=True) >= P_LEAD_SHARE * active.sum(1, keepdim=True).clamp_min(1)
+    p_peak = _fuse(p_peak_l, agree & has_p, p_amp)[:, None]
+    has_p = has_p & _steady_pr(qrs_on_p - p_peak, has_p, record, b, P_PR_SPREAD_S * w)
     p_use = agree & has_p
     p_on = _fuse(p_on_l, p_use, p_amp)[:, None]
     p_off = _fuse(p_off_l, p_use, p_amp)[:, None]
-    p_peak = _fuse(p_peak_l, p_use, p_amp)[:, None]
 
     # ---- back to samples at fs, and back to padded [B, L, K] per record
 
