@@ -10,7 +10,7 @@ import torch
 
 from heartfast.render.glyphs import text_bitmap
 from heartfast.render.layout import LAYOUTS, get_layout, viewport
-from heartfast.render.renderer import ECGRenderer, Style, crop_boxes, grid_background, lead_crops
+from heartfast.render.renderer import ECGRenderer, Style, crop_boxes, grid_background, lead_crops, render
 
 WHITE = (255, 255, 255)
 INK_ONLY = Style(minor_rgb=WHITE, major_rgb=WHITE)   # no grid: the image is the ink alone
@@ -152,6 +152,7 @@ def test_batch_equals_single_images_and_missing_data_is_blank():
     batch = renderer(signals, FS)
     for i in range(3):
         assert torch.equal(batch[i], renderer(signals[i:i + 1], FS)[0])
+    assert torch.equal(render(signals.numpy(), FS, "3x4", 300), batch)
     # a 6 s record on a 10 s page: the rhythm strip ends at 6 s; NaN samples leave gaps, not lines
     empty = renderer(blank(), FS)[0]
     strip = renderer.layout.panels[12]
