@@ -94,3 +94,11 @@ def test_nan_value_serialises_as_none():
 def test_bad_shape_is_refused():
     with pytest.raises(ValueError, match="12"):
         measure(torch.zeros(1, 3, 1000), 500)
+
+
+def test_atrial_fibrillation_gets_no_pr_interval_and_irregular_rr():
+    af = [measure_record(r) for r in generate_records(6, seed=4, findings=["AFIB"])]
+    sinus = [measure_record(r) for r in generate_records(4, seed=4, findings=["SR"])]
+    assert sum(math.isnan(m.get("pr_interval").value) for m in af) >= 5
+    assert all(not math.isnan(m.get("pr_interval").value) for m in sinus)
+    assert min(m.get("rr_irregularity").value for m in af) > max(m.get("rr_irregularity").value for m in sinus)

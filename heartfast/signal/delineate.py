@@ -47,6 +47,7 @@ P_PEAK_GAP_S = 0.05        # P peak at least this long before the QRS onset
 P_MIN_MV = 0.02            # a lead shows a P wave when its detrended peak is at least this large
 P_LEAD_SHARE = 0.35        # ... and a beat has one when this share of the active leads agree
 P_PR_SPREAD_S = 0.04       # ... at most this far from the record's usual P-to-QRS distance
+P_BEAT_SHARE = 0.6         # ... in a record where at least this share of the beats have such a P wave
 T_SIDE_S = 0.10            # the trapezium reference point lies this far beyond the steepest flank
 P_SIDE_S = 0.05            # ... and for the P wave
 
@@ -158,13 +159,17 @@ def _steady_pr(pr: torch.Tensor, present: torch.Tensor, record: torch.Tensor, n_
     """[1, 1, N] bool: the beat's P-to-QRS distance is within `spread` of its record's median.
 
     Atrial activity that drives the ventricles sits at a steady distance before each QRS; fibrillatory
-    waves or noise picked as "P" do not, so they are dropped (AF gets no PR interval).
+    waves or noise picked as "P" do not, so they are dropped, and a record where too few beats keep
+    one keeps none (AF gets no PR interval).
     """
     value = torch.where(present, pr.float(), torch.full_like(pr, math.nan, dtype=torch.float32))[0, 0]
     per_record = torch.full((n_records, value.shape[0]), math.nan, device=value.device)
     per_record[record, torch.arange(value.shape[0], device=value.device)] = value
     median = per_record.nanmedian(1).values[record]
-    return ((value - median).abs() <= spread)[None, None]
+    steady = (value - median).abs() <= spread
+    beats = torch.zeros(n_records, device=value.device).index_add_(0, record, torch.ones_like(value))
+    share = torch.zeros(n_records, device=value.device).index_add_(0, record, steady.float()) / beats.clamp_min(1)
+    return (steady & (share[record] >= P_BEAT_SHARE))[None, None]
 
 
 def _line_detrend(y: torch.Tensor, positions: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
