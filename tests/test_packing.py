@@ -2,7 +2,7 @@ import torch
 
 from heartfast.model.llm import DenseCausal
 from heartfast.train.losses import IGNORE_INDEX
-from heartfast.train.packing import Sample, SplitPackedCausal, pack, pad
+from heartfast.train.packing import Sample, PaddedPackedCausal, pack, pad
 
 
 def _sample(n: int, answer: int, signals: int = 0, seed: int = 0) -> Sample:
@@ -33,14 +33,14 @@ def test_pad_masks_padding_and_never_labels_it():
     assert batch.labels[1].tolist() == b.labels + [IGNORE_INDEX] * 2
 
 
-def test_split_packed_attention_matches_each_sequence_alone_in_values_and_gradients():
+def test_padded_packed_attention_matches_each_sequence_alone_in_values_and_gradients():
     torch.manual_seed(0)
     lengths = [7, 3, 11]
     cu = torch.tensor([0, 7, 10, 21], dtype=torch.int32)
     q = torch.randn(1, 21, 4, 8, requires_grad=True)
     k = torch.randn(1, 21, 2, 8, requires_grad=True)
     v = torch.randn(1, 21, 2, 8, requires_grad=True)
-    out = SplitPackedCausal(cu).attend(0, q, k, v)
+    out = PaddedPackedCausal(cu).attend(0, q, k, v)
     weights = torch.randn_like(out)
     (out * weights).sum().backward()
     grads = [x.grad.clone() for x in (q, k, v)]
