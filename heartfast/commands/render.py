@@ -64,13 +64,15 @@ def run(args: argparse.Namespace) -> int:
     todo = [ref for ref in refs if args.overwrite or not target(ref).exists()]
     print(f"{len(refs)} records, {len(refs) - len(todo)} already rendered in {out_dir}", file=sys.stderr)
     failures = 0
+    buffer = renderer.buffer(args.batch)   # full batches are drawn into one reused buffer (PNGs written first)
     position = {id(ref): i for i, ref in enumerate(refs)}   # per-record augmentation seeds survive resumes
     batch: list[tuple[Path, torch.Tensor, float, int]] = []
 
     def flush() -> None:
         if not batch:
             return
-        images = renderer(torch.stack([signal for _, signal, _, _ in batch]), batch[0][2])
+        signals = torch.stack([signal for _, signal, _, _ in batch])
+        images = renderer(signals, batch[0][2], out=buffer if len(batch) == args.batch else None)
         if args.augment_seed is not None:
             images = augment_paper(images, seed=[args.augment_seed * 1_000_003 + i for *_, i in batch])
         for (path, *_), image in zip(batch, images.cpu()):
