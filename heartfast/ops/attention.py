@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from heartfast.ops.backend import has_module, requested_backend, triton_usable
 
 ATTENTION_BACKENDS = ("triton", "flash-attn", "xformers", "sdpa")
-# flash-attn first: the proven FA2 kernel wherever it is installed; the Triton kernel otherwise.
+# flash-attn first: the proven FA2 kernel wherever it is installed, until the GPU suite
+# (benchmarks/gpu/attention.py) measures the Triton kernel ahead of it; the Triton kernel otherwise.
 AUTO_ORDER = ("flash-attn", "triton", "xformers", "sdpa")
 HALF = (torch.float16, torch.bfloat16)
 TRITON_MAX_HEAD_DIM = 128
