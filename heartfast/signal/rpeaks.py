@@ -64,8 +64,8 @@ class Spectrum:
         right = pad + tail
         if right >= t:  # a short record: reflect what there is, repeat its last sample for the rest
             flat = F.pad(F.pad(flat, (pad, pad), mode="reflect") if pad else flat, (0, tail), mode="replicate")
-        elif right > 0:
-            flat = F.pad(flat, (pad, right), mode="reflect")
+        elif right > 0:  # reflect padding by slicing (faster than F.pad's reflect on CPU)
+            flat = torch.cat([flat[..., 1:pad + 1].flip(-1), flat, flat[..., t - right - 1:t - 1].flip(-1)], -1)
         self.shape, self.fs, self.pad, self.length = x.shape, fs, pad, flat.shape[-1]
         self.spectrum = torch.fft.rfft(flat[:, 0], dim=-1)
         self.freqs = torch.fft.rfftfreq(self.length, d=1.0 / fs, device=x.device, dtype=x.dtype)
