@@ -4,11 +4,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from heartfast.model.beat import BeatConfig, BeatTokenizer
 from heartfast.train.beat import BeatExamples, evaluate_beat, fit_to_config, quality_table, split_records, train_beat
 from heartfast.train.loop import TrainConfig
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from two threads, and lose a lot when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _synthetic_examples(n: int, config: BeatConfig) -> BeatExamples:
@@ -40,7 +50,7 @@ def test_split_holds_out_ptbxl_folds_9_and_10():
     assert sorted({r.fold for r in held}) == [9, 10] and len(train) == 16
 
 
-def test_tiny_training_lowers_the_loss_and_resumes_with_codebooks(tmp_path):
+def test_tiny_training_lowers_the_loss_and_resumes_with_codebooks(tmp_path, one_thread):
     torch.manual_seed(0)
     config = BeatConfig.preset("tiny")
     examples = _synthetic_examples(48, config)
