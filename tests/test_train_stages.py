@@ -19,7 +19,7 @@ from heartfast.train.packing import pack
 from heartfast.train.samples import FeatureCache, item_sample
 from heartfast.train.stages import AnswerLoss, run_stage, set_trainable
 
-TINY_RUN = ["data.source='synthetic:10'", "train.batch_size=4", "train.warmup_steps=1", "evaluate=false",
+TINY_RUN = ["data.source='synthetic:6'", "train.batch_size=2", "train.warmup_steps=1", "evaluate=false",
             "train.progress=false"]
 
 
@@ -89,26 +89,26 @@ def test_align_trains_only_the_signal_projector(tiny_data):
 
 
 def test_sft_loss_falls_and_an_interrupted_run_resumes_to_the_same_losses(tmp_path, monkeypatch):
-    full = run_stage(load_config("sft", overrides=[*TINY_RUN, "train.steps=6", f"train.out='{tmp_path / 'a'}'"],
+    full = run_stage(load_config("sft", overrides=[*TINY_RUN, "train.steps=4", f"train.out='{tmp_path / 'a'}'"],
                                  preset="tiny"), progress=False)
     assert full["losses"][-1] < full["losses"][0]
     assert (tmp_path / "a" / "model" / "model.safetensors").is_file()
     (tmp_path / "b").mkdir()
     shutil.copy(tmp_path / "a" / "features.pt", tmp_path / "b" / "features.pt")
-    config = load_config("sft", overrides=[*TINY_RUN, "train.steps=6", f"train.out='{tmp_path / 'b'}'"],
+    config = load_config("sft", overrides=[*TINY_RUN, "train.steps=4", f"train.out='{tmp_path / 'b'}'"],
                          preset="tiny")
     step = Trainer.train_step
 
-    def stop_after_three(self):
+    def stop_after_two(self):
         row = step(self)
-        self._stop_requested = row["step"] == 3
+        self._stop_requested = row["step"] == 2
         return row
 
-    monkeypatch.setattr(Trainer, "train_step", stop_after_three)
-    assert run_stage(config, progress=False)["steps"] == 3
+    monkeypatch.setattr(Trainer, "train_step", stop_after_two)
+    assert run_stage(config, progress=False)["steps"] == 2
     monkeypatch.setattr(Trainer, "train_step", step)
     resumed = run_stage(config, progress=False)
-    assert resumed["steps"] == 6 and resumed["losses"] == full["losses"]
+    assert resumed["steps"] == 4 and resumed["losses"] == full["losses"]
 
 
 @pytest.mark.slow
