@@ -99,7 +99,8 @@ def set_trainable(model: HeartcareGPT, config: StageConfig) -> dict[str, int]:
 # ---- data ------------------------------------------------------------------------------------
 def load_items_and_features(config: StageConfig, model: HeartcareGPT, cache_path: Path | None,
                             progress: bool = True) -> tuple[list[Item], FeatureCache]:
-    """Instruction items (from the JSONL or built from the records) and every needed record's features."""
+    """Instruction items (from the JSONL, or built from the records with the measurements they carry: synthetic
+    truth, annotations) and every needed record's features."""
     from heartfast.instruct.dataset import build_items
     from heartfast.io.sources import list_records
 
@@ -109,7 +110,7 @@ def load_items_and_features(config: StageConfig, model: HeartcareGPT, cache_path
     cache = FeatureCache(model, d.images, cache_path)
     refs = list_records(d.source)
     if d.items:
-        items = read_jsonl(d.items)
+        items = [it for it in read_jsonl(d.items) if not d.tasks or it.task in d.tasks]
         wanted = {rid for item in items for rid in item.record_ids}
         if any(rid not in cache for rid in wanted):
             for _ in cache.encode_stream((r.load() for r in refs), wanted, progress, len(refs)):
