@@ -121,3 +121,17 @@ def test_sampler_greedy_and_seeded():
     assert first == Sampler()(logits, hot, [[], []], [0, 1])
     draws = {tuple(Sampler()(logits[:1], [SamplingParams(temperature=5.0, seed=s)], [[]], [0])) for s in range(20)}
     assert len(draws) > 1
+
+
+def test_request_sharing_an_uncomputed_prefix_waits_one_step_then_reuses_it():
+    sched = Scheduler(BlockManager(32, 4), max_batched_tokens=64, max_seqs=8)
+    a, b, c = seq(0, range(10)), seq(1, list(range(8)) + [50, 51]), seq(2, range(100, 110))
+    for s in (a, b, c):
+        sched.add(s)
+    first = sched.schedule()
+    assert [ch.seq.key for ch in first] == [0, 2]          # b shares a's first block: deferred
+    for ch in first:
+        sched.complete(ch)
+        ch.seq.output_ids.append(1)
+    second = sched.schedule()
+    assert [(ch.seq.key, ch.start) for ch in second] == [(0, 10), (2, 10), (1, 8)]   # b skips 8 cached tokens

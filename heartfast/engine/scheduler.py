@@ -4,13 +4,15 @@ Every step has a token budget. Running sequences go first (a decode is one token
 continues in chunks), then waiting requests are admitted while the budget, the sequence limit and the KV
 cache allow. When a decode needs a block and none is left, the most recently admitted sequence is
 preempted: its blocks are released and it is recomputed later (its tokens so far are kept).
+A waiting request whose first block is being computed by another sequence in flight waits one step,
+so that it reuses those blocks from the prefix cache instead of computing them again.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
 
-from heartfast.engine.blocks import BlockManager, OutOfBlocks
+from heartfast.engine.blocks import BlockManager, OutOfBlocks, block_hashes
 from heartfast.engine.sampling import SamplingParams
 
 
@@ -40,6 +42,10 @@ class Sequence:
     @property
     def keys(self) -> list[int]:
         return self.cache_keys + self.output_ids
+
+    def first_block_hash(self, block_size: int) -> int | None:
+        hashes = block_hashes(self.cache_keys[:block_size], block_size)
+        return hashes[0] if hashes else None
 
 
 @dataclass
@@ -87,18 +93,31 @@ class Scheduler:
             if length > 0:
                 chunks.append(Chunk(seq, seq.num_computed, length))
                 budget -= length
+        in_flight = self._prefilling_first_blocks()
+        deferred: list[Sequence] = []
         while self.waiting and budget > 0 and len(self.running) < self.max_seqs:
-            seq = self.waiting[0]
+            seq = self.waiting.popleft()
+            first = seq.first_block_hash(self.blocks.block_size) if self.blocks.enable_prefix_cache else None
+            if first is not None and first in in_flight and first not in self.blocks.cached:
+                deferred.append(seq)      # its prefix is being computed right now: reuse it next step
+                continue
             try:
                 seq.block_table, seq.num_computed = self.blocks.allocate(seq.keys, seq.num_tokens)
             except OutOfBlocks:
+                self.waiting.appendleft(seq)
                 break
-            self.waiting.popleft()
             self.running.append(seq)
+            in_flight.add(first)
             length = min(seq.num_tokens - seq.num_computed, budget)
             chunks.append(Chunk(seq, seq.num_computed, length))
             budget -= length
+        self.waiting.extendleft(reversed(deferred))
         return chunks
+
+    def _prefilling_first_blocks(self) -> set[int | None]:
+        """First-block hashes of running sequences whose first block is not computed yet."""
+        size = self.blocks.block_size
+        return {seq.first_block_hash(size) for seq in self.running if seq.num_computed < size}
 
     def _make_room(self, seq: Sequence) -> bool:
         """Ensure `seq` has a slot for its next token, preempting later sequences if needed."""

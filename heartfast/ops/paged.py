@@ -13,6 +13,7 @@ an op has no flash-attn path, `flash-attn` reads as `auto`.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from heartfast.ops.backend import has_module, requested_backend, use_triton
 
@@ -44,17 +45,14 @@ def gather_padded(cache: torch.Tensor, block_tables: torch.Tensor, max_len: int)
 
 def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
                       scale: float | None) -> torch.Tensor:
-    """Masked attention (fp32 or wider) without repeating KV heads: q [B, Sq, Hq, D], k/v [B, L, Hkv, D],
-    mask [B, Sq, L] (True = attend) -> [B, Sq, Hq, D]; fully masked rows give zeros."""
-    b, sq, hq, d = q.shape
-    hkv = k.shape[2]
-    dtype = torch.promote_types(q.dtype, torch.float32)
-    qg = q.to(dtype).reshape(b, sq, hkv, hq // hkv, d)
-    scores = torch.einsum("bqhgd,bkhd->bhgqk", qg, k.to(dtype)) * (scale if scale is not None else d ** -0.5)
-    keep = mask[:, None, None]
-    probs = scores.masked_fill(~keep, float("-inf")).softmax(dim=-1).masked_fill(~keep, 0.0)
-    out = torch.einsum("bhgqk,bkhd->bqhgd", probs, v.to(dtype))
-    return out.reshape(b, sq, hq, d).to(q.dtype)
+    """Masked SDPA without repeating KV heads: q [B, Sq, Hq, D], k/v [B, L, Hkv, D], mask [B, Sq, L]
+    (True = attend) -> [B, Sq, Hq, D]; rows that attend to nothing give zeros."""
+    empty = ~mask.any(dim=-1)                                   # [B, Sq]
+    mask = mask.clone()
+    mask[..., 0] |= empty                                       # keep SDPA finite; zeroed below
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2).to(q.dtype), v.transpose(1, 2).to(q.dtype),
+                                         attn_mask=mask[:, None], scale=scale, enable_gqa=True)
+    return out.transpose(1, 2).masked_fill(empty[..., None, None], 0.0)
 
 
 def reshape_and_cache_reference(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
