@@ -100,29 +100,6 @@ def fit_to_config(inputs: torch.Tensor, targets: torch.Tensor, config: BeatConfi
     return beat_normalize(inputs[..., -config.window_samples:], targets[..., :config.predict_samples])
 
 
-class BeatTrainer(Trainer):
-    """The shared trainer, plus the codebook buffers (EMA state) in the checkpoint folder."""
-
-    @property
-    def buffers_path(self) -> Path:
-        return self.out / "buffers.safetensors"
-
-    def save(self) -> None:
-        from safetensors.torch import save_file
-
-        super().save()
-        if self.dist.is_main:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.model.named_buffers()}, self.buffers_path)
-
-    def resume(self) -> bool:
-        from safetensors.torch import load_file
-
-        resumed = super().resume()
-        if resumed and self.buffers_path.is_file():
-            self.model.load_state_dict(load_file(self.buffers_path), strict=False)
-        return resumed
-
-
 def train_beat(model: BeatTokenizer, examples: BeatExamples, config: TrainConfig) -> list[dict]:
     """Train with the paper's loss; resumes from config.out when a checkpoint is there."""
 
@@ -133,7 +110,7 @@ def train_beat(model: BeatTokenizer, examples: BeatExamples, config: TrainConfig
         inputs, targets = (t.to(next(m.parameters()).device) for t in batch)
         return m(inputs, targets).loss * inputs.shape[0]
 
-    trainer = BeatTrainer(model, examples, collate, loss_fn, lambda batch: batch[0].shape[0], config)
+    trainer = Trainer(model, examples, collate, loss_fn, lambda batch: batch[0].shape[0], config)
     return trainer.fit(resume=True)
 
 

@@ -33,10 +33,11 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     """Save everything needed to continue at `step`; returns the path written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    # Trainable parameters and every buffer (EMA codebooks, statistics); frozen weights come from the base model.
+    kept = {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in model.named_buffers()}
     payload = {
         "step": step,
-        "model": {k: v for k, v in model.state_dict().items() if k in trainable or not trainable},
+        "model": {k: v for k, v in model.state_dict().items() if k in kept},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "rng": rng_state(),
