@@ -1,0 +1,131 @@
+"""Engine throughput on CPU, side by side in one run (torch on one thread for stable numbers).
+
+1. vs transformers `generate` on the same weights (tiny-preset decoder shapes), batch 32, greedy:
+   - uniform: 32 distinct 200-token prompts, 40 new tokens each (generate's best case: no padding, no
+     request finishes early);
+   - bench-like: prompt lengths 100-400 and answer budgets of 2 (option letter), 12 (a sentence) or 40
+     (a report) tokens, as Heartcare-Bench mixes them. generate pads to the longest prompt and runs every
+     row to the longest answer; the engine packs prompts and retires each request when it is done.
+2. Prefix cache on vs off: 8 ECGs × 6 questions (Heartcare-Bench asks many questions per ECG) on the tiny
+   HeartcareGPT, the ECG prefix (system prompt, image and signal tokens) shared by each ECG's questions.
+
+    .venv/bin/python -m pytest benchmarks/test_bench_engine.py --benchmark-group-by=group -q
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from heartfast.engine.engine import Engine, Request
+from heartfast.engine.sampling import SamplingParams
+
+BATCH, PROMPT, NEW = 32, 200, 40
+BUDGETS = (2, 12, 40)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _workload(kind: str) -> tuple[list[list[int]], list[int]]:
+    rng = np.random.default_rng(0)
+    if kind == "uniform":
+        return rng.integers(3, 259, (BATCH, PROMPT)).tolist(), [NEW] * BATCH
+    lengths = rng.integers(100, 401, BATCH)
+    return [rng.integers(3, 259, int(n)).tolist() for n in lengths], rng.choice(BUDGETS, BATCH).tolist()
+
+
+@pytest.fixture(scope="module")
+def same_weights(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from heartfast.model.llm import DecoderLM
+    from heartfast.model.presets import TINY_LLM
+
+    torch.manual_seed(0)
+    c = TINY_LLM
+    hf = LlamaForCausalLM(LlamaConfig(
+        vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+        num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
+        rms_norm_eps=c.rms_norm_eps)).eval()
+    path = tmp_path_factory.mktemp("tiny-llama")
+    hf.save_pretrained(path)
+    return hf, DecoderLM.from_pretrained(path)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "bench-like"])
+def test_transformers_generate(benchmark, same_weights, kind):
+    benchmark.group = f"generate batch {BATCH}, {kind} workload, tiny decoder"
+    hf, _ = same_weights
+    prompts, budgets = _workload(kind)
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])          # left padding
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+
+    def run():
+        with torch.inference_mode():
+            return hf.generate(ids, attention_mask=mask, max_new_tokens=max(budgets), min_new_tokens=max(budgets),
+                               do_sample=False, pad_token_id=0, eos_token_id=None)
+
+    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    benchmark.extra_info["useful_output_tokens_per_s"] = round(sum(budgets) / benchmark.stats.stats.mean, 1)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "bench-like"])
+def test_heartfast_engine(benchmark, same_weights, kind):
+    benchmark.group = f"generate batch {BATCH}, {kind} workload, tiny decoder"
+    _, lm = same_weights
+    prompts, budgets = _workload(kind)
+    requests = [Request(str(i), p, params=SamplingParams(max_tokens=n))
+                for i, (p, n) in enumerate(zip(prompts, budgets))]
+
+    def run():
+        return Engine(lm, block_size=16, max_batched_tokens=16384, max_seqs=BATCH, prefix_cache=False).generate(requests)
+
+    out = benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    assert [len(r.token_ids) for r in out] == budgets
+    benchmark.extra_info["useful_output_tokens_per_s"] = round(sum(budgets) / benchmark.stats.stats.mean, 1)
+
+
+@pytest.fixture(scope="module")
+def bench_workload():
+    from heartfast.model.presets import build_model
+
+    torch.manual_seed(0)
+    model, tokenizer = build_model("tiny")
+    rng = np.random.default_rng(0)
+    size = model.vision.config.image_size
+    system = ("You are a cardiologist reading a 12-lead ECG recorded at 500 Hz for ten seconds. Look at the image "
+              "and the signal, consider rhythm, rate, axis, intervals, waveform and ST-T changes, then answer. ")
+    questions = ["What is the rhythm?", "Is the axis normal?", "Is there ST elevation?", "Is the QRS wide?",
+                 "Which option fits: A sinus, B AF, C flutter, D SVT?", "Summarise the ECG."]
+    requests = []
+    for e in range(8):
+        signal = rng.standard_normal((12, 5000)).astype(np.float32) * 0.3
+        image = torch.rand(3, size, size)
+        for q, question in enumerate(questions):
+            requests.append(Request(f"{e}-{q}", f"{system}<image><signal> {question}", signals=[signal],
+                                    images=[image], params=SamplingParams(max_tokens=8)))
+    return model, tokenizer, requests
+
+
+@pytest.mark.parametrize("prefix_cache", [False, True], ids=["prefix-cache-off", "prefix-cache-on"])
+@pytest.mark.benchmark(group="48 questions on 8 ECGs (6 each), tiny HeartcareGPT")
+def test_prefix_cache(benchmark, bench_workload, prefix_cache):
+    model, tokenizer, requests = bench_workload
+
+    def run():
+        engine = Engine(model, tokenizer, block_size=16, max_seqs=16, max_batched_tokens=4096,
+                        prefix_cache=prefix_cache)
+        return engine, engine.generate(requests)
+
+    engine, out = benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    assert len(out) == len(requests)
+    benchmark.extra_info["cached_prompt_tokens"] = engine.stats.cached_prompt_tokens
+    benchmark.extra_info["prompt_tokens"] = engine.stats.prompt_tokens
