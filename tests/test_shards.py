@@ -139,3 +139,15 @@ def test_synthetic_source(tmp_path):
     fresh = list_records("synthetic:20:3")[13].load()
     np.testing.assert_array_equal(dataset[13].signal, fresh.signal)   # deterministic per seed
     assert dataset[13].labels == fresh.labels and dataset[13].database == "synthetic"
+
+
+def test_a_prepared_folder_is_a_source(tmp_path):
+    from heartfast.data.prepare import prepare
+    from heartfast.io.sources import list_records
+
+    prepare("synthetic:3:4", tmp_path, fs=250, progress=False)
+    refs = list_records(tmp_path)
+    direct = list_records("synthetic:3:4")
+    assert [r.id for r in refs] == [r.id for r in direct]
+    record = refs[1].load()
+    assert record.fs == 250 and record.extra["truth"] == direct[1].load().extra["truth"]

@@ -1,4 +1,5 @@
-"""Find the records of a source (folder, single record, or `synthetic:N[:seed]`) and what reads each.
+"""Find the records of a source (folder, single record, `synthetic:N[:seed]`, or a folder prepared by
+`heartfast data prepare`) and what reads each.
 
 Listing is cheap (file names and metadata tables only); signals are read when a `RecordRef` is loaded.
 A folder is walked recursively: a subtree holding `ptbxl_database.csv` is PTB-XL, one holding `ludb.csv`
@@ -47,6 +48,8 @@ def list_records(source: str | Path, ptbxl_fs: int = 100) -> list[RecordRef]:
     if synthetic:
         return _synthetic_refs(int(synthetic["n"]), int(synthetic["seed"] or 0))
     path = Path(source)
+    if (path / "manifest.json").is_file():
+        return _shard_refs(path)
     if path.is_dir():
         refs = list(_folder_refs(path, ptbxl_fs))
         if not refs:
@@ -67,6 +70,15 @@ def open_source(source: str | Path, ptbxl_fs: int = 100) -> Iterator[Record]:
 def count_records(source: str | Path, ptbxl_fs: int = 100) -> int:
     """Number of records in `source` without reading any signal."""
     return len(list_records(source, ptbxl_fs))
+
+
+def _shard_refs(folder: Path) -> list[RecordRef]:
+    """Records of a prepared folder (memory-mapped shards; the one place io reads heartfast.data's format)."""
+    from heartfast.data.shards import ShardDataset
+
+    dataset = ShardDataset(folder)
+    return [RecordRef(meta["id"], meta.get("database", "wfdb"), str(folder), lambda i=i: dataset[i])
+            for i, meta in ((i, dataset.meta(i)) for i in range(len(dataset)))]
 
 
 def _folder_refs(folder: Path, ptbxl_fs: int) -> Iterator[RecordRef]:
