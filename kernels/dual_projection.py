@@ -135,7 +135,6 @@ def _grouped_projection_kernel(
     pid = tl.program_id(0)
     norm_tiles = tl.cdiv(norm_M, NORM_ROWS)
     tiles0 = tl.cdiv(M0, BLOCK_M) * tl.cdiv(N0, BLOCK_N)
-    tiles1 = tl.cdiv(M1, BLOCK_M) * tl.cdiv(N1, BLOCK_N)
     if pid < norm_tiles:
         _norm_tile(pid, norm_h, norm_g, norm_b, norm_out, norm_rows, norm_mean, norm_rstd,
                    norm_M, norm_H, eps, STORE_PRE, NORM_ROWS, BLOCK_N)

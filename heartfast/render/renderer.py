@@ -212,7 +212,6 @@ class ECGRenderer:
             raise ValueError(f"sampling rate must be positive, got {fs}")
         batch, _, n_samples = signals.shape
         height, width = self.size
-        plane = height * width
         if n_samples < 2:
             raise ValueError(f"signals need at least 2 samples, got {n_samples}")
         flat_signals = signals.contiguous().view(batch, -1)

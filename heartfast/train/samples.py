@@ -1,8 +1,7 @@
 """Instruction items -> tokenized training samples with their records' encoder features.
 
-The user turn is one `<signal>` or `<image>` marker per ECG input (in the item's order) followed by the
-question; the chat template of the tokenizer wraps it, and everything the template appends after the
-prompt for the assistant turn (answer, end-of-turn tokens) is the labelled part. Markers are expanded to
+The prompt is `heartfast.instruct.prompt.item_prompt` (the same the engine serves); everything the chat
+template appends after the prompt for the assistant turn (answer, end-of-turn tokens) is the labelled part. Markers are expanded to
 the span lengths of their features (`build_input_ids`).
 
 The encoders are frozen in the align and sft stages, so their outputs are computed once per record
@@ -20,26 +19,13 @@ import torch
 from tqdm.auto import tqdm
 
 from heartfast.instruct.items import Item
+from heartfast.instruct.prompt import input_kinds, item_prompt
 from heartfast.io.record import Record
 from heartfast.model.heartcare import HeartcareGPT, build_input_ids
 from heartfast.train.losses import IGNORE_INDEX
 from heartfast.train.packing import Sample
 
 FEATURE_CHUNK = 64   # records per encoder call
-
-
-def conversation(tokenizer, content: str, answer: str | None) -> tuple[str, str]:
-    """(prompt text up to the assistant's first token, the assistant's text incl. end-of-turn markers)."""
-    user = [{"role": "user", "content": content}]
-    if getattr(tokenizer, "chat_template", None) is None:
-        return f"{content}\n", "" if answer is None else f"{answer}{tokenizer.eos_token or ''}"
-    prompt = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
-    if answer is None:
-        return prompt, ""
-    full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": answer}], tokenize=False)
-    if not full.startswith(prompt):
-        raise ValueError("the chat template renders the assistant turn in a way that does not extend the prompt")
-    return prompt, full[len(prompt):]
 
 
 class FeatureCache:
@@ -108,15 +94,14 @@ class FeatureCache:
 def item_sample(item: Item, model: HeartcareGPT, tokenizer, cache: FeatureCache,
                 with_answer: bool = True) -> Sample:
     """The tokenized sample of one item (prompt only when `with_answer` is False, for evaluation)."""
-    kinds = [kind if cache.images else "signal" for kind in item.inputs]
+    kinds = input_kinds(item, cache.images)
     record_ids = item.record_ids_per_input()
     missing = [rid for rid in record_ids if rid not in cache]
     if missing:
         raise ValueError(f"item {item.id}: no encoder features for records {missing}")
     signals = [cache.signal[rid] for rid, kind in zip(record_ids, kinds) if kind == "signal"]
     images = [cache.image[rid] for rid, kind in zip(record_ids, kinds) if kind == "image"]
-    content = "".join(f"<{kind}>\n" for kind in kinds) + item.question
-    prompt, answer = conversation(tokenizer, content, item.answer if with_answer else None)
+    prompt, answer = item_prompt(item, tokenizer, cache.images, answer=with_answer)
     per_image = model.projector.image_tokens
     prompt_ids = build_input_ids(tokenizer, prompt, model.spans, [f.shape[0] for f in signals],
                                  [f.shape[0] * per_image for f in images])
