@@ -51,7 +51,7 @@ class Result:
 @dataclass
 class EngineStats:
     requests: int = 0
-    ecgs: int = 0
+    ecgs: int = 0               # distinct ECGs (signals / images by key) over all calls
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     output_tokens: int = 0
@@ -92,6 +92,7 @@ class Engine:
         if tokenizer is not None and tokenizer.eos_token_id is not None:
             self.stop_ids.add(int(tokenizer.eos_token_id))
         self._features: dict[tuple[str, str], torch.Tensor] = {}
+        self._ecgs_seen: set[str] = set()
         self.stats = EngineStats()
 
     def _default_blocks(self, block_size: int, max_seqs: int, fraction: float) -> int:
@@ -240,7 +241,8 @@ class Engine:
             self.stats.steps += 1
         bar.close()
         self.stats.requests += len(requests)
-        self.stats.ecgs += len({k for r in requests for k in (r.keys or [content_key(x) for x in (*r.signals, *r.images)])})
+        self._ecgs_seen.update(k for r in requests for k in (r.keys or [content_key(x) for x in (*r.signals, *r.images)]))
+        self.stats.ecgs = len(self._ecgs_seen)
         self.stats.prompt_tokens += sum(res.prompt_tokens for res in results.values())
         self.stats.cached_prompt_tokens += self.blocks.hits - hits_before
         self.stats.output_tokens += sum(len(res.token_ids) for res in results.values())
