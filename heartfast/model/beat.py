@@ -48,6 +48,7 @@ class BeatConfig:
     ema_decay: float = 0.8
     dead_code_threshold: float = 0.05
     rotation_trick: bool = False      # False = straight-through gradients
+    local_start: bool = True          # queries start from their segment's pooled patches, slots from their latent
     commitment_weight: float = 1.0
     diversity_weight: float = 0.3
     recon_weight: float = 1.0
@@ -75,7 +76,7 @@ PRESETS: dict[str, BeatConfig] = {
     "beat-4s": BeatConfig(),
     "beat-2s": BeatConfig(window_samples=500, predict_samples=250, queries=10, codebook_size=256),
     "tiny": BeatConfig(window_samples=250, predict_samples=100, dim=32, layers=1, heads=2, head_dim=16,
-                       queries=4, codebook_size=16),
+                       queries=5, codebook_size=64),
 }
 
 
@@ -147,7 +148,10 @@ class BeatTokenizer(nn.Module):
         b = windows.shape[0]
         patches = windows.reshape(b, c.leads, c.patches, c.patch).permute(0, 2, 1, 3).reshape(b, c.patches, -1)
         tokens = self.patch_embed(patches) + self.positions
-        tokens = torch.cat([tokens, self.queries.expand(b, -1, -1)], dim=1)
+        queries = self.queries.expand(b, -1, -1)
+        if c.local_start:
+            queries = queries + F.adaptive_avg_pool1d(tokens.transpose(1, 2), c.queries).transpose(1, 2)
+        tokens = torch.cat([tokens, queries], dim=1)
         return self.encoder(tokens)[:, c.patches:]
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -155,6 +159,8 @@ class BeatTokenizer(nn.Module):
         c = self.config
         b = latents.shape[0]
         slots = self.mask_token.expand(b, c.patches, -1)
+        if c.local_start:
+            slots = slots + F.interpolate(latents.transpose(1, 2), size=c.patches, mode="nearest").transpose(1, 2)
         hidden = self.decoder(torch.cat([slots, latents], dim=1) + self.decoder_positions)[:, :c.patches]
         patches = self.reconstruct(hidden).reshape(b, c.patches, c.leads, c.patch)
         return patches.permute(0, 2, 1, 3).reshape(b, c.leads, c.window_samples)
