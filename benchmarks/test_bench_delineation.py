@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from heartfast.evaluate.delineation import run_heartfast, run_neurokit
 from heartfast.io.record import Record
@@ -36,14 +35,6 @@ def _records() -> list[Record]:
 
 
 RECORDS = _records()
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("impl", ["heartfast", "neurokit-dwt", "neurokit-prominence"])

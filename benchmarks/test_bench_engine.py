@@ -24,12 +24,9 @@ BATCH, PROMPT, NEW = 32, 200, 40
 BUDGETS = (2, 12, 40)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 def _workload(kind: str) -> tuple[list[list[int]], list[int]]:
@@ -42,20 +39,12 @@ def _workload(kind: str) -> tuple[list[list[int]], list[int]]:
 
 @pytest.fixture(scope="module")
 def same_weights(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from conftest import tiny_hf_llama
 
     from heartfast.model.llm import DecoderLM
-    from heartfast.model.presets import TINY_LLM
 
-    torch.manual_seed(0)
-    c = TINY_LLM
-    hf = LlamaForCausalLM(LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-        num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
-        rms_norm_eps=c.rms_norm_eps)).eval()
     path = tmp_path_factory.mktemp("tiny-llama")
-    hf.save_pretrained(path)
+    hf = tiny_hf_llama(path).eval()
     return hf, DecoderLM.from_pretrained(path)
 
 

@@ -42,14 +42,6 @@ def _records() -> np.ndarray:
 SIGNALS = _records()
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("impl", ["heartfast", "heartfast-out", "matplotlib"])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_render_speed(benchmark, one_thread, layout, impl):

@@ -33,22 +33,14 @@ def samples(vocab_size: int, n: int = 64) -> list[Sample]:
 
 @pytest.fixture(scope="module")
 def same_weights(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from conftest import tiny_hf_llama
 
     from heartfast.model import vocab
-    from heartfast.model.presets import TINY_LLM
 
-    torch.manual_seed(0)
-    c = TINY_LLM
-    hf = LlamaForCausalLM(LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-        num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
-        rms_norm_eps=c.rms_norm_eps))
     path = tmp_path_factory.mktemp("tiny-llama")
-    hf.save_pretrained(path)
+    hf = tiny_hf_llama(path)
     vocab.byte_tokenizer().save_pretrained(str(path))
-    return hf, path, samples(c.vocab_size)
+    return hf, path, samples(hf.config.vocab_size)
 
 
 def _heartfast_trainer(path, data, out):
