@@ -75,7 +75,10 @@ def paged_decode_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
 def paged_prefill_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                             block_tables: torch.Tensor, cu_seqlens_q: torch.Tensor, seq_lens: torch.Tensor,
                             scale: float | None = None) -> torch.Tensor:
-    """Packed new tokens padded to [batch, max_q], causal over cached prefix + themselves, unpadded again."""
+    """Packed new tokens padded to [batch, max_q], causal over cached prefix + themselves, unpadded again.
+
+    When no sequence has a cached prefix, right padding is harmless under a plain causal mask (pads come last),
+    so SDPA runs with `is_causal` (its fused CPU kernel) instead of an explicit mask."""
     starts, q_lens = cu_seqlens_q[:-1].long(), (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).long()
     lens = seq_lens.long().to(q.device)
     max_q, max_len = max(int(q_lens.max()), 1), max(int(lens.max()), 1)
@@ -83,12 +86,16 @@ def paged_prefill_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
     valid = offsets < q_lens[:, None]                                   # [n, max_q]
     rows = (starts[:, None] + offsets).clamp_max(max(q.shape[0] - 1, 0))
     padded = q[rows]                                                    # [n, max_q, Hq, D]
+    k, v = gather_padded(k_cache, block_tables, max_len), gather_padded(v_cache, block_tables, max_len)
+    if torch.equal(lens, q_lens):
+        out = F.scaled_dot_product_attention(padded.transpose(1, 2), k.transpose(1, 2).to(q.dtype),
+                                             v.transpose(1, 2).to(q.dtype), is_causal=True, scale=scale,
+                                             enable_gqa=True).transpose(1, 2)
+        return out[valid]
     positions = lens[:, None] - q_lens[:, None] + offsets               # absolute position of each query
     keys = torch.arange(max_len, device=q.device)
     mask = (keys <= positions[..., None]) & (keys < lens[:, None, None]) & valid[..., None]
-    k, v = gather_padded(k_cache, block_tables, max_len), gather_padded(v_cache, block_tables, max_len)
-    out = grouped_attention(padded, k, v, mask, scale)
-    return out[valid]
+    return grouped_attention(padded, k, v, mask, scale)[valid]
 
 
 def _check(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
