@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from heartfast.instruct.scp_table import SCP_STATEMENTS
+from heartfast.io.scp_table import SCP_STATEMENTS
 
 GROUPS: tuple[str, ...] = ("diagnosis", "waveform", "rhythm")
 GROUP_KIND = {"diagnosis": "diagnostic", "waveform": "form", "rhythm": "rhythm"}

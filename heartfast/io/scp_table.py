@@ -1,5 +1,8 @@
 """The 71 PTB-XL SCP-ECG statements: code -> (English description, kinds, superclass, subclass).
 
+The one vocabulary of labels in the package: synthetic records, instruction data and reports all name
+statements through it.
+
 Built once from PTB-XL 1.0.3 `scp_statements.csv` (columns description, diagnostic/form/rhythm,
 diagnostic_class, diagnostic_subclass) so the package works without the database; a test checks this table
 against the csv where the data is present.

@@ -6,6 +6,13 @@ VQ turns each query into `levels` codes. For training, a decoder rebuilds the wi
 quantized queries] and a head predicts the next samples from the unquantized queries.
 Loss = recon_weight*MSE(recon) + pred_weight*MSE(pred) + vq_weight*(commitment + diversity_weight*diversity).
 
+Local start (`local_start`, on by default): query k enters the encoder as its learned vector plus the mean
+of the patch tokens of the k-th of `queries` equal segments, and decoder slot i as the mask token plus the
+latent of the segment patch i falls in. Without it every query is the same vector for every input, attends
+almost uniformly over patches, and every slot reads the same mix of latents: a symmetric start where the
+reconstruction gradient that would teach the attention to route is ~0, and training settles on the mean
+(PRD 100 %). With it the model starts as a local autoencoder and attention refines it (docs/beat.md).
+
 Inference (`encode`, `latents`) resamples and cleans a recording like training, cuts it into windows from
 the right (the first is left-padded with zeros), zero-pads missing leads, normalises each window like
 training (per-lead mean removed, divided by one std over all leads), and returns codes
@@ -251,6 +258,7 @@ class BeatTokenizer(nn.Module):
         fields = json.loads(config_path.read_text())
         if fields.pop("model", None) != "beat":
             raise ValueError(f"{config_path}: not a Beat tokenizer config")
+        fields.setdefault("local_start", False)   # written before the option existed: trained without it
         model = cls(BeatConfig(**fields))
         model.load_state_dict(load_file(weights_path))
         return model.to(device).eval()

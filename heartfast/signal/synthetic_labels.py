@@ -1,31 +1,13 @@
 """PTB-XL SCP statements used by the synthetic generator, and the English report built from them.
 
-The table mirrors PTB-XL's scp_statements.csv for the codes the generator can produce (description,
-statement kinds, diagnostic superclass and subclass), so labels look exactly like PTB-XL's. Axis deviation
-is not an SCP statement in PTB-XL (it is the `heart_axis` column); synthetic records carry it the same way,
-in `Record.extra['heart_axis']` ("LAD", "RAD" or "MID").
+Labels come from the package's PTB-XL SCP table (heartfast.io.scp_table), so they look exactly like
+PTB-XL's. Axis deviation is not an SCP statement in PTB-XL (it is the `heart_axis` column); synthetic
+records carry it the same way, in `Record.extra['heart_axis']` ("LAD", "RAD" or "MID").
 """
 from __future__ import annotations
 
 from heartfast.io.record import Label
-
-# code: (description, kinds, superclass, subclass)
-SCP_STATEMENTS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
-    "NORM": ("normal ECG", ("diagnostic",), "NORM", "NORM"),
-    "SR": ("sinus rhythm", ("rhythm",), "", ""),
-    "SBRAD": ("sinus bradycardia", ("rhythm",), "", ""),
-    "STACH": ("sinus tachycardia", ("rhythm",), "", ""),
-    "AFIB": ("atrial fibrillation", ("rhythm",), "", ""),
-    "1AVB": ("first degree AV block", ("diagnostic",), "CD", "_AVB"),
-    "CLBBB": ("complete left bundle branch block", ("diagnostic",), "CD", "CLBBB"),
-    "CRBBB": ("complete right bundle branch block", ("diagnostic",), "CD", "CRBBB"),
-    "LVH": ("left ventricular hypertrophy", ("diagnostic",), "HYP", "LVH"),
-    "STE_": ("non-specific ST elevation", ("form",), "", ""),
-    "STD_": ("non-specific ST depression", ("form",), "", ""),
-    "INVT": ("inverted T-waves", ("form",), "", ""),
-    "PVC": ("ventricular premature complex", ("form",), "", ""),
-    "LVOLT": ("low QRS voltages in the frontal and horizontal leads", ("form",), "", ""),
-}
+from heartfast.io.scp_table import SCP_STATEMENTS
 
 AXIS_DEVIATIONS = {"LAD": "left axis deviation", "RAD": "right axis deviation"}
 
