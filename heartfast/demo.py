@@ -1,7 +1,8 @@
 """The main job end to end, on the embedded synthetic ECGs (or `--data DIR`), in minutes on a CPU:
 
-prepare shards → instruction data and a bench → train Beat → align → sft (tiny HeartcareGPT) → serve the
-bench through the engine → evaluate → a results table and plots. Every stage writes into OUT and is
+prepare shards → instruction data and a bench → train Beat → align → sft (tiny HeartcareGPT, both DSPA
+streams: Beat latents and rendered 6x2 images) → serve the bench through the engine → evaluate → a results
+table and plots. Every stage writes into OUT and is
 resumable, so an interrupted demo continues where it stopped when run again with the same OUT.
 """
 from __future__ import annotations
@@ -86,7 +87,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
             ("sft", cfg.sft_steps, f"model.path={json.dumps(str(out / 'align' / 'model'))}")):
         with _stage(stage, result):
             config = load_config(stage, overrides=[model_setting, f"data.source={json.dumps(str(data_dir))}",
-                                                   f"train.steps={steps}",
+                                                   "data.images=true", f"train.steps={steps}",
                                                    f"train.out={json.dumps(str(out / stage))}"], preset="tiny")
             config.train.progress = cfg.progress
             summary = run_stage(config, progress=cfg.progress)

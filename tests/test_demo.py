@@ -1,0 +1,26 @@
+"""`heartfast demo` end to end at toy size: every stage runs, the table and plots appear, a rerun resumes."""
+import json
+
+import pytest
+
+from heartfast.cli import main
+
+TOY = ["--records", "40", "--bench-records", "3", "--beat-steps", "4", "--align-steps", "2", "--sft-steps", "2",
+       "--quiet"]
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), *TOY]) == 0
+    printed = capsys.readouterr().out
+    assert "closed-QA accuracy:" in printed and "ECGs/s" in printed and "time per stage:" in printed
+    for plot in ("loss_curves.png", "accuracy.png", "ecg_answer.png"):
+        assert (out / "plots" / plot).stat().st_size > 5000
+    answers = (out / "answers.jsonl").read_text().splitlines()
+    results = json.loads((out / "results.json").read_text())
+    assert results["missing"] == 0 and results["answered"] == len(answers) > 0
+
+    assert main(["demo", "--out", str(out), *TOY]) == 0          # resumes: nothing is trained or answered twice
+    assert "all answers were already there" in capsys.readouterr().out
+    assert (out / "answers.jsonl").read_text().splitlines() == answers
