@@ -100,7 +100,7 @@ class Engine:
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             return max(1, int(free * fraction) // per_block)
-        return max_seqs * -(-min(self.max_model_len, 2048) // block_size)
+        return max_seqs * -(-min(self.max_model_len, 1024) // block_size)  # CPU: 1k tokens a sequence; preemption covers more
 
     # ---- preparation: encoders and projection on whole groups ---------------------------------
     def _features_for(self, kind: str, items: list, keys: list[str], fs: float) -> list[torch.Tensor]:
