@@ -83,7 +83,7 @@ PRESETS: dict[str, BeatConfig] = {
     "beat-4s": BeatConfig(),
     "beat-2s": BeatConfig(window_samples=500, predict_samples=250, queries=10, codebook_size=256),
     "tiny": BeatConfig(window_samples=250, predict_samples=100, dim=32, layers=1, heads=2, head_dim=16,
-                       queries=5, codebook_size=64),
+                       queries=5, codebook_size=16),
 }
 
 
