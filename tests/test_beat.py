@@ -140,6 +140,16 @@ def test_save_and_load_round_trip(tmp_path):
         BeatTokenizer.from_pretrained(tmp_path / "missing")
 
 
+def test_configs_saved_before_the_local_start_load_without_it(tmp_path):
+    model = BeatTokenizer(BeatConfig.preset("tiny", local_start=False))
+    model.save_pretrained(tmp_path)
+    fields = json.loads((tmp_path / "config.json").read_text())
+    del fields["local_start"]
+    (tmp_path / "config.json").write_text(json.dumps(fields))
+    assert BeatTokenizer.from_pretrained(tmp_path).config.local_start is False
+    assert BeatConfig.preset("tiny").local_start   # new models start local
+
+
 def test_tokenizer_runs_the_triton_quantizer_under_the_interpreter(monkeypatch, tiny):
     signals = torch.randn(2, 12, 700)
     reference = tiny.encode(signals)
