@@ -33,7 +33,11 @@ def eager_encode(model: BeatTokenizer, signals: torch.Tensor) -> torch.Tensor:
     windows = model.windows(signals, SAMPLE_RATE)
     b, w = windows.shape[:2]
     patches = windows.reshape(b * w, c.leads, c.patches, c.patch).permute(0, 2, 1, 3).reshape(b * w, c.patches, -1)
-    x = torch.cat([model.patch_embed(patches) + model.positions, model.queries.expand(b * w, -1, -1)], dim=1)
+    tokens = model.patch_embed(patches) + model.positions
+    queries = model.queries.expand(b * w, -1, -1)
+    if c.local_start:   # each query starts from its segment's mean patch token
+        queries = queries + tokens.reshape(b * w, c.queries, -1, c.dim).mean(2)
+    x = torch.cat([tokens, queries], dim=1)
     for block in model.encoder.blocks:
         x = _eager_block(block, x)
     residual = model.encoder.norm(x)[:, c.patches:].reshape(-1, c.dim)
