@@ -50,7 +50,8 @@ class CommandTree:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, CommandTree]:
-    parser = argparse.ArgumentParser(prog="heartfast", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="heartfast", description="Fast ECG multimodal LLMs (HeartcareGPT, GEM): "
+                                     "data, rendering, training, batch inference and evaluation.")
     parser.add_argument("--version", action="version", version=f"heartfast {__version__}")
     tree = CommandTree(parser)
     for module in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
