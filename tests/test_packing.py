@@ -1,8 +1,8 @@
 import torch
 
-from heartfast.model.llm import DenseCausal
+from heartfast.model.llm import DenseCausal, PackedCausal
 from heartfast.train.losses import IGNORE_INDEX
-from heartfast.train.packing import Sample, PaddedPackedCausal, pack, pad
+from heartfast.train.packing import Sample, pack, pad
 
 
 def _sample(n: int, answer: int, signals: int = 0, seed: int = 0) -> Sample:
@@ -40,7 +40,7 @@ def test_padded_packed_attention_matches_each_sequence_alone_in_values_and_gradi
     q = torch.randn(1, 21, 4, 8, requires_grad=True)
     k = torch.randn(1, 21, 2, 8, requires_grad=True)
     v = torch.randn(1, 21, 2, 8, requires_grad=True)
-    out = PaddedPackedCausal(cu).attend(0, q, k, v)
+    out = PackedCausal(cu).attend(0, q, k, v)
     weights = torch.randn_like(out)
     (out * weights).sum().backward()
     grads = [x.grad.clone() for x in (q, k, v)]

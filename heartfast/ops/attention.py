@@ -46,10 +46,30 @@ def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, ca
 def _sdpa(q, k, v, causal, scale, cu_seqlens) -> torch.Tensor:
     if cu_seqlens is None:
         return attention_reference(q, k, v, causal=causal, scale=scale)
-    bounds = cu_seqlens.tolist()
-    pieces = [attention_reference(q[None, a:b], k[None, a:b], v[None, a:b], causal=causal, scale=scale)[0]
-              for a, b in zip(bounds[:-1], bounds[1:])]
-    return torch.cat(pieces, dim=0)
+    return _sdpa_varlen(q, k, v, causal, scale, cu_seqlens)
+
+
+def _sdpa_varlen(q, k, v, causal, scale, cu_seqlens) -> torch.Tensor:
+    """Packed sequences scattered into a right-padded [n, max_len] batch for one SDPA call, then gathered back.
+
+    Right padding is exact under a causal mask (a query never sees a later pad); without one, pad keys are
+    masked. Only attention pays for padding (n · max_len² instead of Σ len²), and scatter/gather are single
+    index ops, so autograd does not zero-fill a full-size gradient per sequence as slicing would.
+    """
+    cu = cu_seqlens.long()
+    lengths = cu[1:] - cu[:-1]
+    count, width = lengths.numel(), int(lengths.max())
+    sequence = torch.repeat_interleave(torch.arange(count, device=q.device), lengths)
+    slots = sequence * width + torch.arange(q.shape[0], device=q.device) - torch.repeat_interleave(cu[:-1], lengths)
+
+    def padded(x: torch.Tensor) -> torch.Tensor:
+        rows = x.new_zeros(count * width, *x.shape[1:]).index_copy(0, slots, x)
+        return rows.view(count, width, *x.shape[1:]).transpose(1, 2)            # [n, H, max_len, D]
+
+    mask = None if causal else (torch.arange(width, device=q.device) < lengths[:, None])[:, None, None]
+    out = F.scaled_dot_product_attention(padded(q), padded(k), padded(v), attn_mask=mask, is_causal=causal,
+                                         scale=scale, enable_gqa=True)
+    return out.transpose(1, 2).reshape(count * width, *q.shape[1:]).index_select(0, slots)
 
 
 def _triton(q, k, v, causal, scale, cu_seqlens, max_seqlen) -> torch.Tensor:

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 import torch
 
-import torch.nn.functional as F
-
 from heartfast.model.heartcare import MultimodalBatch
 from heartfast.train.losses import IGNORE_INDEX
 
@@ -74,38 +72,6 @@ def pad(samples: list[Sample], pad_id: int) -> tuple[MultimodalBatch, torch.Tens
     batch = MultimodalBatch(ids, labels, signal_features=_features(samples, "signal_features"),
                             image_features=_features(samples, "image_features"))
     return batch, mask
-
-
-class PaddedPackedCausal:
-    """Causal attention over a packed row for the CPU: the row is scattered into a right-padded
-    [n, max_len] layout for one batched SDPA call, and the real rows gathered back.
-
-    Right padding is exact under a causal mask (a real query never sees a later pad), so only the
-    attention itself pays for padding (n · max_len² instead of Σ len²); the projections and MLPs, most of
-    the FLOPs, stay packed. Scatter and gather are single index ops in both directions. Looping over the
-    sequences instead costs a kernel call and a slice per sequence and layer, and slicing makes autograd
-    zero-fill a full-size gradient per slice. On the GPU the varlen kernels of `heartfast.ops.attention`
-    (through `PackedCausal`) run instead.
-    """
-
-    def __init__(self, cu_seqlens: torch.Tensor) -> None:
-        cu = cu_seqlens.long()
-        lengths = cu[1:] - cu[:-1]
-        self.count, self.width = lengths.numel(), int(lengths.max())
-        starts = torch.repeat_interleave(cu[:-1], lengths)
-        sequence = torch.repeat_interleave(torch.arange(self.count, device=cu.device), lengths)
-        self.slots = sequence * self.width + torch.arange(int(cu[-1]), device=cu.device) - starts
-
-    def _padded(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.new_zeros(self.count * self.width, *x.shape[2:]).index_copy(0, self.slots, x[0])
-        return rows.view(self.count, self.width, *x.shape[2:]).transpose(1, 2)   # [n, H, max_len, D]
-
-    def attend(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if q.shape[0] != 1:
-            raise ValueError("PaddedPackedCausal expects one packed row (batch size 1)")
-        out = F.scaled_dot_product_attention(self._padded(q), self._padded(k), self._padded(v), is_causal=True,
-                                             enable_gqa=True)
-        return out.transpose(1, 2).reshape(self.count * self.width, *q.shape[2:]).index_select(0, self.slots)[None]
 
 
 def answer_tokens(samples: list[Sample]) -> int:

@@ -26,7 +26,7 @@ from heartfast.model.lora import LoraConfig
 from heartfast.train.config import StageConfig, to_toml
 from heartfast.train.losses import IGNORE_INDEX, linear_cross_entropy
 from heartfast.train.loop import Trainer
-from heartfast.train.packing import Sample, PaddedPackedCausal, pack
+from heartfast.train.packing import Sample, pack
 from heartfast.train.samples import FeatureCache, item_sample
 
 
@@ -41,8 +41,7 @@ class AnswerLoss(nn.Module):
         self.model, self.chunk_size = model, chunk_size
 
     def forward(self, batch: MultimodalBatch) -> torch.Tensor:
-        kv = PaddedPackedCausal(batch.cu_seqlens) if batch.input_ids.device.type == "cpu" else None
-        hidden = self.model.hidden_states(batch, kv=kv)
+        hidden = self.model.hidden_states(batch)   # packed rows: varlen attention through heartfast.ops
         targets = shifted_labels(batch.labels, batch.cu_seqlens)
         count = int((targets != IGNORE_INDEX).sum())
         mean = linear_cross_entropy(hidden, self.model.llm.lm_head.weight, targets, chunk_size=self.chunk_size)
