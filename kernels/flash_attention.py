@@ -99,6 +99,16 @@ def _visible_key_ranges(start_m, len_q, len_k, BLOCK_M: tl.constexpr, BLOCK_N: t
 
 
 @triton.jit
+def _online_softmax_step(acc, l_i, m_i, qk, v, PRECISION: tl.constexpr):
+    """Fold one key block into the running softmax: scores qk (log2 units, masked entries -inf) and values v."""
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    p = tl.exp2(qk - m_new[:, None])
+    alpha = tl.exp2(m_i - m_new)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+    return acc, l_i * alpha + tl.sum(p, 1), m_new
+
+
+@triton.jit
 def _fwd_loop(acc, l_i, m_i, q, K_base, V_base, stride_ks, stride_vs, offs_m, offs_d, d_mask, lo, hi,
               len_k, shift, qk_scale, BLOCK_N: tl.constexpr, MASK_SCORES: tl.constexpr, CAUSAL: tl.constexpr,
               EVEN_D: tl.constexpr, PRECISION: tl.constexpr):
@@ -117,14 +127,9 @@ def _fwd_loop(acc, l_i, m_i, q, K_base, V_base, stride_ks, stride_vs, offs_m, of
             if CAUSAL:
                 valid = valid & (offs_n[None, :] <= offs_m[:, None] + shift)
             qk = tl.where(valid, qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        p = tl.exp2(qk - m_new[:, None])
-        alpha = tl.exp2(m_i - m_new)
         v = _load_tile(V_base + offs_n[:, None] * stride_vs + offs_d[None, :], n_mask, d_mask, MASK_SCORES,
                        not EVEN_D)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        m_i = m_new
+        acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v, PRECISION)
     return acc, l_i, m_i
 
 

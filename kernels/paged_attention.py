@@ -25,7 +25,8 @@ import triton
 import triton.language as tl
 
 from heartfast.kernels.autotune import configs
-from heartfast.kernels.flash_attention import LOG2E, MAX_HEAD_DIM, _load_tile, _visible_key_ranges
+from heartfast.kernels.flash_attention import (LOG2E, MAX_HEAD_DIM, _load_tile, _online_softmax_step,
+                                               _visible_key_ranges)
 
 SPLIT_CHUNK_ALIGN = 128  # split-KV chunks are multiples of every decode BLOCK_N candidate
 MIN_SPLIT_TOKENS = 256  # below this many tokens per chunk a split costs more than it hides
@@ -89,13 +90,8 @@ def _paged_loop(acc, l_i, m_i, q, KC_head, VC_head, BT_row, block_size, stride_k
             if CAUSAL:
                 valid = valid & (offs_n[None, :] <= offs_m[:, None] + shift)
             qk = tl.where(valid, qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        p = tl.exp2(qk - m_new[:, None])
-        alpha = tl.exp2(m_i - m_new)
         v = _load_tile(VC_head + v_rows[:, None] + offs_d[None, :], n_mask, d_mask, MASK_SCORES, not EVEN_D)
-        acc = acc * alpha[:, None] + tl.dot(p.to(q.dtype), v.to(q.dtype), input_precision=PRECISION)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        m_i = m_new
+        acc, l_i, m_i = _online_softmax_step(acc, l_i, m_i, qk, v.to(q.dtype), PRECISION)
     return acc, l_i, m_i
 
 
