@@ -45,9 +45,7 @@ def same_weights(tmp_path_factory):
 
 def _heartfast_trainer(path, data, out):
     from heartfast.train.config import load_config
-    from heartfast.train.loop import Trainer
-    from heartfast.train.packing import pack
-    from heartfast.train.stages import AnswerLoss, SampleSet, labelled_tokens, load_model, set_trainable
+    from heartfast.train.stages import load_model, set_trainable, stage_trainer
 
     config = load_config("sft", overrides=[f"model.llm='{path}'", f"lora.r={R}", f"lora.alpha={ALPHA}",
                                            f"lora.dropout={DROPOUT}", f"train.batch_size={BATCH}",
@@ -55,7 +53,7 @@ def _heartfast_trainer(path, data, out):
                          preset="tiny")
     model, _ = load_model(config)
     set_trainable(model, config)
-    return Trainer(AnswerLoss(model), SampleSet(data), pack, lambda m, b: m(b), labelled_tokens, config.train)
+    return stage_trainer(model, data, config.train)
 
 
 @pytest.mark.benchmark(group=GROUP)

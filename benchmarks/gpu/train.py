@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from heartfast.train.losses import IGNORE_INDEX
-from heartfast.train.packing import Sample, pad
+from heartfast.train.packing import Sample, pack, pad
 
 BATCH, ANSWER, R, ALPHA, DROPOUT = 16, 64, 64, 128.0, 0.05
 SHAPE = dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
@@ -62,9 +62,7 @@ def _checkpoint(directory: str):
 
 def _heartfast(directory: str, data: list[Sample], out: str):
     from heartfast.train.config import load_config
-    from heartfast.train.loop import Trainer
-    from heartfast.train.packing import pack
-    from heartfast.train.stages import AnswerLoss, SampleSet, labelled_tokens, load_model, set_trainable
+    from heartfast.train.stages import load_model, set_trainable, stage_trainer
 
     config = load_config("sft", overrides=[f"model.llm='{directory}'", f"lora.r={R}", f"lora.alpha={ALPHA}",
                                            f"lora.dropout={DROPOUT}", f"train.batch_size={BATCH}",
@@ -72,7 +70,7 @@ def _heartfast(directory: str, data: list[Sample], out: str):
                          preset="tiny")
     model, _ = load_model(config)
     set_trainable(model, config)
-    return Trainer(AnswerLoss(model), SampleSet(data), pack, lambda m, b: m(b), labelled_tokens, config.train)
+    return stage_trainer(model, data, config.train)
 
 
 def _peft(hf, data: list[Sample]):
@@ -111,7 +109,6 @@ def _peft(hf, data: list[Sample]):
 
 
 def run(suite) -> None:
-    from heartfast.train.packing import pack
 
     low, high = (200, 400) if suite.quick else (200, 1000)
     data = make_samples(4 * BATCH, low, high)

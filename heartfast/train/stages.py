@@ -25,7 +25,7 @@ from heartfast.model.heartcare import HeartcareGPT, MultimodalBatch, shifted_lab
 from heartfast.model.lora import LoraConfig
 from heartfast.train.config import StageConfig, to_toml
 from heartfast.train.losses import IGNORE_INDEX, linear_cross_entropy
-from heartfast.train.loop import Trainer
+from heartfast.train.loop import TrainConfig, Trainer
 from heartfast.train.packing import Sample, pack
 from heartfast.train.samples import FeatureCache, item_sample
 
@@ -43,13 +43,19 @@ class AnswerLoss(nn.Module):
     def forward(self, batch: MultimodalBatch) -> torch.Tensor:
         hidden = self.model.hidden_states(batch)   # packed rows: varlen attention through heartfast.ops
         targets = shifted_labels(batch.labels, batch.cu_seqlens)
-        count = int((targets != IGNORE_INDEX).sum())
         mean = linear_cross_entropy(hidden, self.model.llm.lm_head.weight, targets, chunk_size=self.chunk_size)
-        return mean * count
+        return mean * int((targets != IGNORE_INDEX).sum())
 
 
 def labelled_tokens(batch: MultimodalBatch) -> int:
     return int((shifted_labels(batch.labels, batch.cu_seqlens) != IGNORE_INDEX).sum())
+
+
+def stage_trainer(model: HeartcareGPT, samples: list[Sample], train: TrainConfig,
+                  flops_per_sample: float | None = None) -> Trainer:
+    """The shared Trainer on packed samples with the answer-token loss (stages and cost benchmarks)."""
+    return Trainer(AnswerLoss(model), samples, pack, lambda m, b: m(b), labelled_tokens, train,
+                   flops_per_sample)
 
 
 # ---- model -----------------------------------------------------------------------------------
@@ -122,19 +128,6 @@ def load_items_and_features(config: StageConfig, model: HeartcareGPT, cache_path
     return items, cache
 
 
-class SampleSet:
-    """The Trainer's dataset: tokenized samples, indexable."""
-
-    def __init__(self, samples: list[Sample]) -> None:
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> Sample:
-        return self.samples[i]
-
-
 # ---- evaluation ------------------------------------------------------------------------------
 @torch.no_grad()
 def closed_qa_accuracy(model: HeartcareGPT, tokenizer, items: list[Item], cache: FeatureCache,
@@ -181,12 +174,11 @@ def run_stage(config: StageConfig, progress: bool = True) -> dict:
     train_items = [it for it in items if it.split == "train"]
     if not train_items:
         raise ValueError(f"{config.data.source}: no training items (split 'train')")
-    samples = SampleSet([item_sample(it, model, tokenizer, cache) for it in train_items])
-    mean_tokens = sum(len(s) for s in samples.samples) / len(samples)
+    samples = [item_sample(it, model, tokenizer, cache) for it in train_items]
+    mean_tokens = sum(len(s) for s in samples) / len(samples)
     full = config.stage == "sft" and config.lora.r == 0 and model.config.lora is None
     config.train.find_unused_parameters = config.data.images
-    trainer = Trainer(AnswerLoss(model), samples, pack, lambda m, b: m(b), labelled_tokens, config.train,
-                      flops_per_sample(model, mean_tokens, full))
+    trainer = stage_trainer(model, samples, config.train, flops_per_sample(model, mean_tokens, full))
     if trainer.dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.toml").write_text(to_toml(config))
