@@ -132,6 +132,7 @@ class Engine:
         all_ids, sig_feats, img_feats, seq_keys = [], [], [], []
         for r in requests:
             keys = r.keys or [content_key(x) for x in (*r.signals, *r.images)]
+            self._ecgs_seen.update(keys)
             if len(keys) != len(r.signals) + len(r.images):
                 raise ValueError(f"request {r.id}: {len(keys)} keys for {len(r.signals)} signals + {len(r.images)} images")
             s_keys, i_keys = keys[:len(r.signals)], keys[len(r.signals):]
@@ -241,7 +242,6 @@ class Engine:
             self.stats.steps += 1
         bar.close()
         self.stats.requests += len(requests)
-        self._ecgs_seen.update(k for r in requests for k in (r.keys or [content_key(x) for x in (*r.signals, *r.images)]))
         self.stats.ecgs = len(self._ecgs_seen)
         self.stats.prompt_tokens += sum(res.prompt_tokens for res in results.values())
         self.stats.cached_prompt_tokens += self.blocks.hits - hits_before
