@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,16 +37,13 @@ class DemoResult:
     plots: list[Path] = field(default_factory=list)
 
 
+@contextmanager
 def _stage(name: str, result: DemoResult):
-    class Timer:
-        def __enter__(self):
-            print(f"\n== {name}", flush=True)
-            self.t0 = time.perf_counter()
-
-        def __exit__(self, *exc):
-            result.seconds[name] = time.perf_counter() - self.t0
-
-    return Timer()
+    """Print the stage's name and record how long it took."""
+    print(f"\n== {name}", flush=True)
+    start = time.perf_counter()
+    yield
+    result.seconds[name] = time.perf_counter() - start
 
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
