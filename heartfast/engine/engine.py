@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from heartfast.engine.blocks import BlockManager
+from heartfast.engine.cuda_graphs import DecodeGraphs
 from heartfast.engine.runner import KVCache, PagedKV, build_step
 from heartfast.engine.sampling import Sampler, SamplingParams
 from heartfast.engine.scheduler import Chunk, Scheduler, Sequence
@@ -74,7 +75,7 @@ def content_key(array) -> str:
 class Engine:
     def __init__(self, model: HeartcareGPT | DecoderLM, tokenizer=None, *, block_size: int = 16,
                  num_blocks: int | None = None, max_batched_tokens: int = 4096, max_seqs: int = 64,
-                 prefix_cache: bool = True, gpu_memory_fraction: float = 0.5) -> None:
+                 prefix_cache: bool = True, gpu_memory_fraction: float = 0.5, cuda_graphs: bool = True) -> None:
         self.model = model.eval()
         self.lm: DecoderLM = model.llm if isinstance(model, HeartcareGPT) else model
         self.tokenizer = tokenizer
@@ -87,6 +88,8 @@ class Engine:
         self.blocks = BlockManager(num_blocks, block_size, enable_prefix_cache=prefix_cache)
         self.cache = KVCache(self.lm, num_blocks, block_size, self.dtype, self.device)
         self.max_batched_tokens, self.max_seqs = max_batched_tokens, max_seqs
+        self.graphs = (DecodeGraphs(self.lm, self.cache, max_seqs, self.max_model_len)
+                       if cuda_graphs and self.device.type == "cuda" else None)
         self.sampler = Sampler()
         self.stop_ids = set()
         if tokenizer is not None and tokenizer.eos_token_id is not None:
@@ -255,6 +258,10 @@ class Engine:
         step = build_step(chunks, self.blocks.block_size, self.device)
         ids = torch.tensor([t for c in chunks for t in c.seq.token_ids[c.start:c.start + c.length]],
                            device=self.device)
+        from_prompt = any(c.seq.key in prompt_embeds and c.start < prompt_embeds[c.seq.key].shape[0] for c in chunks)
+        if step.decode_only and not from_prompt and self.graphs is not None and \
+                self.graphs.fits(len(chunks), step.max_seq_len):
+            return self.graphs.replay(ids, step)
         embeds = self.lm.embed_tokens(ids)
         row = 0
         for c in chunks:
