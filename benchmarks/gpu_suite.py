@@ -27,8 +27,10 @@ from typing import Callable
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from source_tree import use_source_tree  # noqa: E402
+
+use_source_tree()
 
 
 @dataclass

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from source_tree import use_source_tree  # noqa: E402
+
+use_source_tree()
 
 from heartfast.kernels import paged_attention as paged  # noqa: E402
 from heartfast.kernels.flash_attention import flash_attention  # noqa: E402

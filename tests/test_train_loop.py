@@ -59,3 +59,22 @@ def test_ddp_two_processes_match_one(tmp_path):
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     assert run(2, 8) == pytest.approx(run(1, 8), rel=1e-5)
+
+
+def test_bf16_training_keeps_frozen_weights_in_bf16_and_trainable_in_fp32(tmp_path):
+    import torch as torch_
+    from toy_training import ToyData, collate, loss_fn
+
+    from heartfast.train.loop import TrainConfig, Trainer
+
+    torch_.manual_seed(0)
+    model = torch_.nn.Sequential(torch_.nn.Linear(8, 16), torch_.nn.Linear(16, 1))
+    model[0].requires_grad_(False)
+    frozen_before = model[0].weight.detach().clone()
+    config = TrainConfig(steps=2, lr=1e-2, batch_size=8, out=str(tmp_path), progress=False, precision="bf16")
+    trainer = Trainer(model, ToyData(), collate, loss_fn, lambda b: len(b[0]), config)
+    assert model[0].weight.dtype == torch_.bfloat16 and model[1].weight.dtype == torch_.float32
+    assert torch_.equal(model[0].weight.float(), frozen_before.bfloat16().float())
+    rows = [trainer.train_step() for _ in range(2)]
+    assert all(r["loss"] == r["loss"] for r in rows)          # finite, not NaN
+    assert model[1].weight.dtype == torch_.float32 and model[1].weight.grad is None

@@ -74,6 +74,8 @@ def _heartfast(directory: str, data: list[Sample], out: str):
 
 
 def _peft(hf, data: list[Sample]):
+    """The loop: fp32 weights under bf16 autocast, as transformers' Trainer runs with bf16=True; `hf` in
+    bf16 gives the other common route (base loaded in bf16; peft keeps the adapters in fp32)."""
     from peft import LoraConfig, get_peft_model
 
     model = get_peft_model(hf.cuda(), LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=DROPOUT, task_type="CAUSAL_LM",
@@ -117,6 +119,8 @@ def run(suite) -> None:
         hf = _checkpoint(directory)
         trainer = _heartfast(directory, data, out)
         peft_step, peft_loss = _peft(hf, data)
+        hf_bf16 = _checkpoint(directory).to(torch.bfloat16)
+        peft_bf16_step, _ = _peft(hf_bf16, data)
         probe = data[:4]
         loss_fn = trainer.wrapped
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
@@ -125,10 +129,11 @@ def run(suite) -> None:
         suite.check("sft 1.1B LoRA: initial loss, heartfast vs transformers", ours[None], peft_loss(probe)[None],
                     2e-2, "same weights, LoRA B = 0; bf16 autocast")
         case = f"sft step 1.1B LoRA r{R}, {BATCH} x {low}-{high} tokens, bf16"
-        for impl, fn in (("heartfast sft (packed)", trainer.train_step), ("transformers+peft (padded)", peft_step)):
+        for impl, fn in (("heartfast sft (packed)", trainer.train_step), ("transformers+peft (padded)", peft_step),
+                         ("transformers+peft, base in bf16 (padded)", peft_bf16_step)):
             ms = suite.time(case, impl, fn, flops=flops)
             if ms is not None:
                 suite.timings[-1].extra.update(samples_per_s=round(BATCH / ms * 1e3, 2),
                                                mfu=round(flops / (ms * 1e-3) / PEAK_BF16, 4))
-        del trainer, hf
+        del trainer, hf, hf_bf16
         torch.cuda.empty_cache()

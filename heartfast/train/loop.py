@@ -65,6 +65,22 @@ class DataOrder:
         return out
 
 
+def store_frozen_in(model: torch.nn.Module, dtype: torch.dtype) -> int:
+    """Keep frozen floating-point parameters in the compute dtype; returns how many were cast.
+
+    Under autocast an fp32 weight is cast to bf16 at every use, forward and backward: for a frozen 1B
+    base that is ~6 GB of extra traffic per step and most of a LoRA step's time. A frozen weight needs
+    no fp32 master copy (it is never updated), so storing it in bf16 computes the same products
+    without the casts. Trainable parameters (LoRA, projectors) keep their fp32 master weights.
+    """
+    cast = 0
+    for p in model.parameters():
+        if not p.requires_grad and p.is_floating_point() and p.dtype != dtype:
+            p.data = p.data.to(dtype)
+            cast += 1
+    return cast
+
+
 class Trainer:
     def __init__(self, model: torch.nn.Module, dataset: Sequence, collate: Callable[[list], object],
                  loss_fn: Callable[[torch.nn.Module, object], torch.Tensor],
@@ -80,6 +96,8 @@ class Trainer:
         self.micro_batch = per_step
         self.device = torch.device(f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device)
+        if self._precision() == "bf16":
+            store_frozen_in(model, torch.bfloat16)
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("the model has no trainable parameters")
@@ -116,11 +134,14 @@ class Trainer:
         return True
 
     # ---- one optimizer step ------------------------------------------------------------------
-    def _autocast(self):
+    def _precision(self) -> str:
         precision = self.config.precision
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" else "fp32"
-        if precision == "bf16":
+        return precision
+
+    def _autocast(self):
+        if self._precision() == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 

@@ -1,0 +1,52 @@
+"""Where an sft step's GPU time goes: torch.profiler's top kernels for heartfast's step and the peft loop.
+
+    python3 benchmarks/profile_sft.py [--rows 25]
+
+Same model, data and batch as benchmarks/gpu/train.py (1.1B Llama, LoRA r64, 16 samples, bf16); three
+warm-up steps, then two profiled steps each. Prints self CUDA time per kernel, largest first.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from source_tree import use_source_tree  # noqa: E402
+
+use_source_tree()
+from gpu.train import BATCH, _checkpoint, _heartfast, _peft, make_samples  # noqa: E402
+
+
+def profile(name: str, step, rows: int) -> None:
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(2):
+            step()
+        torch.cuda.synchronize()
+    print(f"==== {name}: 2 steps")
+    print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=rows, max_name_column_width=70))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=25)
+    args = parser.parse_args()
+    data = make_samples(4 * BATCH, 200, 1000)
+    with tempfile.TemporaryDirectory() as directory, tempfile.TemporaryDirectory() as out:
+        hf = _checkpoint(directory)
+        trainer = _heartfast(directory, data, out)
+        profile("heartfast sft (packed)", trainer.train_step, args.rows)
+        del trainer
+        step, _ = _peft(hf, data)
+        profile("transformers+peft (padded)", step, args.rows)
+
+
+if __name__ == "__main__":
+    main()
