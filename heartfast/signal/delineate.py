@@ -15,8 +15,10 @@ Method (in the spirit of Martinez et al. 2004, written from the conventions, not
   the QRS boundaries and the RR intervals; boundaries by the trapezium-area method (Vazquez-Seisdedos
   et al. 2011) from the steepest flank toward the isoelectric side. Global P/T points are the
   amplitude-weighted median over the leads where the wave is clear.
-- A beat has a P wave when a third of the active leads show one of clear amplitude at agreeing times,
-  at the record's usual distance before the QRS.
+- A lead shows a P wave when it is of clear amplitude and shaped like the record's average P wave in
+  that lead (fibrillatory waves are not locked to the QRS and average out). A beat has one when a
+  third of the active leads show one at agreeing times, at the record's usual distance before the QRS;
+  in a record whose P waves are established, fewer leads suffice at that distance.
 """
 from __future__ import annotations
 
@@ -44,10 +46,12 @@ P_SEARCH_S = 0.30          # P wave searched within this much before the QRS ons
 P_LOWPASS_HZ = 25.0
 P_END_GAP_S = 0.03         # P offset at least this long before the QRS onset (the PR segment)
 P_PEAK_GAP_S = 0.05        # P peak at least this long before the QRS onset
-P_MIN_MV = 0.02            # a lead shows a P wave when its detrended peak is at least this large
+P_MIN_MV = 0.01            # a lead shows a P wave when its detrended peak is at least this large
 P_LEAD_SHARE = 0.35        # ... and a beat has one when this share of the active leads agree
+P_WEAK_LEAD_SHARE = 0.15   # ... or this share, at the record's usual P-to-QRS distance (see _steady_pr)
 P_PR_SPREAD_S = 0.04       # ... at most this far from the record's usual P-to-QRS distance
 P_BEAT_SHARE = 0.6         # ... in a record where at least this share of the beats have such a P wave
+P_COHERENCE = 0.3          # a lead's P wave must look like the record's average P wave this much (cosine)
 T_SIDE_S = 0.10            # the trapezium reference point lies this far beyond the steepest flank
 P_SIDE_S = 0.05            # ... and for the P wave
 
@@ -154,22 +158,41 @@ def _fuse(values: torch.Tensor, use: torch.Tensor, weight: torch.Tensor) -> torc
     return torch.where(use.any(1), fused, torch.full_like(fused, MISSING))
 
 
-def _steady_pr(pr: torch.Tensor, present: torch.Tensor, record: torch.Tensor, n_records: int,
-               spread: float) -> torch.Tensor:
-    """[1, 1, N] bool: the beat's P-to-QRS distance is within `spread` of its record's median.
+def _steady_pr(pr: torch.Tensor, clear: torch.Tensor, candidate: torch.Tensor, record: torch.Tensor,
+               n_records: int, spread: float) -> torch.Tensor:
+    """[1, 1, N] bool: the beat's P-to-QRS distance is within `spread` of its record's usual one.
 
     Atrial activity that drives the ventricles sits at a steady distance before each QRS; fibrillatory
-    waves or noise picked as "P" do not, so they are dropped, and a record where too few beats keep
-    one keeps none (AF gets no PR interval).
+    waves or noise picked as "P" do not, so they are dropped, and a record where too few of the beats
+    with a `clear` P wave keep one keeps none (AF gets no PR interval). In a record whose P waves are
+    established that way, a `candidate` beat (a weaker P wave, seen in fewer leads) at the usual
+    distance counts too: one beat's noise does not take away a P wave that every other beat has.
     """
-    value = torch.where(present, pr.float(), torch.full_like(pr, math.nan, dtype=torch.float32))[0, 0]
+    value = pr.float()[0, 0]
+    nan = torch.full_like(value, math.nan)
     per_record = torch.full((n_records, value.shape[0]), math.nan, device=value.device)
-    per_record[record, torch.arange(value.shape[0], device=value.device)] = value
+    per_record[record, torch.arange(value.shape[0], device=value.device)] = torch.where(clear[0, 0], value, nan)
     median = per_record.nanmedian(1).values[record]
-    steady = (value - median).abs() <= spread
+    near = (value - median).abs() <= spread
     beats = torch.zeros(n_records, device=value.device).index_add_(0, record, torch.ones_like(value))
-    share = torch.zeros(n_records, device=value.device).index_add_(0, record, steady.float()) / beats.clamp_min(1)
-    return (steady & (share[record] >= P_BEAT_SHARE))[None, None]
+    steady_clear = (near & clear[0, 0]).float()
+    share = torch.zeros(n_records, device=value.device).index_add_(0, record, steady_clear) / beats.clamp_min(1)
+    return (near & candidate[0, 0] & (share[record] >= P_BEAT_SHARE))[None, None]
+
+
+def _coherence(y: torch.Tensor, window: torch.Tensor, record: torch.Tensor, n_records: int) -> torch.Tensor:
+    """[1, L, N]: cosine similarity of each beat's wave y [1, L, N, W] (inside `window`) with its record's
+    average of that wave over all beats.
+
+    A P wave driving the ventricles keeps its shape and place before every QRS, so it survives the
+    average; fibrillatory or flutter waves are not locked to the QRS and average out.
+    """
+    y = y * window
+    per_record = torch.zeros(n_records, y.shape[1], y.shape[-1], device=y.device, dtype=y.dtype)
+    per_record.index_add_(0, record, y[0].transpose(0, 1))
+    template = per_record[record].transpose(0, 1)[None] * window  # [1, L, N, W]; the beat's own share included
+    dot = (y * template).sum(-1)
+    return dot / ((y.square().sum(-1) * template.square().sum(-1)).sqrt() + 1e-12)
 
 
 def _line_detrend(y: torch.Tensor, positions: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -320,14 +343,16 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     p_flank_on = _argmax_in(Sp * p_sign, p_win & (pos_p < p_peak_l[..., None]))
     p_off_l = _trapezium(Xp, pos_p, p_flank_off, torch.minimum(p_flank_off + sw(P_SIDE_S), p_stop_l))
     p_on_l = _trapezium(Xp, pos_p, p_flank_on, torch.maximum(p_flank_on - sw(P_SIDE_S), p_start_l))
-    p_clear = active & (p_amp.abs() >= P_MIN_MV)
+    p_clear = active & (p_amp.abs() >= P_MIN_MV) & (_coherence(yp, p_win, record, b) >= P_COHERENCE)
     # a beat has a P wave when most active leads show one and their peaks agree in time
-    clear_peaks = torch.where(p_clear, p_peak_l.float(), torch.full_like(p_amp, float("nan")))
-    centre = clear_peaks.nanmedian(1, keepdim=True).values
-    agree = p_clear & ((p_peak_l.float() - centre).abs() <= sw(0.04))
-    has_p = agree.sum(1, keepdim=True) >= P_LEAD_SHARE * active.sum(1, keepdim=True).clamp_min(1)
-    p_peak = _fuse(p_peak_l, agree & has_p, p_amp)[:, None]
-    has_p = has_p & _steady_pr(qrs_on_p - p_peak, has_p, record, b, P_PR_SPREAD_S * w)
+    # their centre is the amplitude-weighted median peak: with two leads (Holter) the stronger one decides
+    centre = _fuse(p_peak_l, p_clear, p_amp)[:, None]
+    agree = p_clear & ((p_peak_l - centre).abs() <= sw(0.04))
+    n_agree, n_active = agree.sum(1, keepdim=True), active.sum(1, keepdim=True).clamp_min(1)
+    clear_p = n_agree >= P_LEAD_SHARE * n_active
+    candidate_p = n_agree >= P_WEAK_LEAD_SHARE * n_active
+    p_peak = _fuse(p_peak_l, agree & candidate_p, p_amp)[:, None]
+    has_p = _steady_pr(qrs_on_p - p_peak, clear_p, candidate_p, record, b, P_PR_SPREAD_S * w)
     p_use = agree & has_p
     p_on = _fuse(p_on_l, p_use, p_amp)[:, None]
     p_off = _fuse(p_off_l, p_use, p_amp)[:, None]
