@@ -178,3 +178,14 @@ def test_mitbih_record_beats_match_the_reference_labels(shared_data):
     reference = reference[(reference > 0.1 * record.fs) & (reference < minutes - 0.1 * record.fs)]
     pairs = match_points(reference, np.array(found), 0.1 * record.fs)
     assert len(pairs) >= 0.99 * len(reference) and len(pairs) >= 0.99 * len(found)
+
+
+def test_multilead_expert_points_take_the_earliest_onset_and_latest_offset():
+    from heartfast.evaluate.delineation import multilead_expert_points
+
+    waves = {"II": {"QRS_on": np.array([100, 600]), "QRS_off": np.array([140, 640]), "QRS_peak": np.array([120, 620])},
+             "V1": {"QRS_on": np.array([95, 604]), "QRS_off": np.array([150, 630])},
+             "V2": {"QRS_on": np.array([300]), "QRS_off": np.array([900])}}  # > 100 ms from every beat: ignored
+    got = multilead_expert_points(waves, "II", fs=1000)
+    assert got["QRS_on"].tolist() == [95, 600] and got["QRS_off"].tolist() == [150, 640]
+    assert got["QRS_peak"].tolist() == [120, 620]
