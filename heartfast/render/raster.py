@@ -58,9 +58,9 @@ class ColumnPlan:
         vertex = (start[:, None, :] + torch.where(slot < count[:, None, :], slot, 0)).clamp(max=n - 1)
         vertices = source_index.gather(1, vertex.flatten(1))                  # [P, K * C]
         drawn = (count > 0) | inside[:, :-1] | inside[:, 1:]
-        return ColumnPlan(n_cols, source_index.gather(1, seg).flatten().to(device),
-                          source_index.gather(1, seg + 1).flatten().to(device), t.float().to(device),
-                          vertices.flatten().to(device), k, drawn.to(device))
+        index = lambda i: i.flatten().to(device, torch.int32)     # int32 gathers read half the index bytes
+        return ColumnPlan(n_cols, index(source_index.gather(1, seg)), index(source_index.gather(1, seg + 1)),
+                          t.float().to(device), index(vertices), k, drawn.to(device))
 
     def extent(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(min, max) [B, P, C] of each column's points read from `source` [B, S] (columns not `drawn`
@@ -85,30 +85,44 @@ def widen(top: torch.Tensor, bottom: torch.Tensor, radius: int) -> tuple[torch.T
     return -pool(-top.nan_to_num(math.inf)), pool(bottom.nan_to_num(-math.inf))
 
 
-def stroke_pixels(top: torch.Tensor, bottom: torch.Tensor, base: torch.Tensor,
-                  row_pitch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The pixels the strokes [top, bottom] (px rows, flat [S]; NaN or top >= bottom = nothing) touch.
+def runs(start: torch.Tensor, length: torch.Tensor, step: int) -> torch.Tensor:
+    """The arithmetic runs start[s] + j * step (0 <= j < length[s]) one after another, as one flat tensor.
 
-    Pixel (row r of stroke s) has flat index base[s] + r * row_pitch; rows must lie in the image. Returns
-    (ends [2S], ends_coverage [2S], interior [E]): each stroke's first and last row with the fraction of the
-    row inside the stroke (coverage 0 for strokes with no such row: a no-op), and the flat index of every
-    fully covered row between them. Only the interior is enumerated, so the work is S + E.
+    A repeat_interleave-free enumeration: every output differs from the one before by `step`, except at a
+    run's first element, which jumps from the previous run's last; so the output is the cumulative sum of
+    `step`s with those jumps added at the run starts. The jumps telescope over empty runs, so no run has to
+    be filtered out first. All partial sums are outputs, so the dtype of `start` (int32) only has to hold
+    the outputs. Work: 2 passes over the output, a few over the runs.
     """
-    first = torch.floor(top)
-    end = torch.ceil(bottom)                                  # one past the last row
-    count = (end - first).nan_to_num_(0).clamp_(min=0)
-    one, several = count > 0, count > 1
-    first.masked_fill_(~one, 0)
-    first_cov = torch.minimum(first + 1, bottom).sub_(top).masked_fill_(~one, 0)   # first >= top never
-    last_cov = (bottom - end).add_(1).masked_fill_(~several, 0)
-    first_row = first.long()
-    rows = torch.cat([first_row, torch.where(several, end - 1, first).long()])
-    ends = rows.mul_(row_pitch).add_(base.repeat(2))
-    inner = (count - 2).clamp_(min=0).long()
-    source = torch.repeat_interleave(inner)
-    key = (first_row + 1 - (torch.cumsum(inner, 0) - inner)).mul_(row_pitch).add_(base)
-    interior = key[source].add_(torch.arange(source.numel(), device=top.device).mul_(row_pitch))
-    return ends, torch.cat([first_cov, last_cov]).clamp_(0, 1), interior
+    ends = torch.cumsum(length, 0, dtype=length.dtype)
+    total = int(ends[-1]) if ends.numel() else 0
+    before = start - step                                   # the element a run continues from
+    last = before + length * step                           # its last element (`before` when empty)
+    previous = torch.cat([last.new_zeros(1), last[:-1]])
+    steps = torch.full((total + 1,), step, dtype=start.dtype, device=start.device)
+    steps.index_add_(0, ends - length, before - previous)   # empty runs: jumps cancel out
+    return torch.cumsum(steps[:total], 0, dtype=start.dtype)
+
+
+def stroke_pixels(top: torch.Tensor, bottom: torch.Tensor, base: torch.Tensor, row_pitch: int,
+                  height: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pixels the vertical strokes [top, bottom] (px rows in [0, height], flat [S]; NaN or
+    top >= bottom = nothing) touch.
+
+    Pixel (row r of stroke s) has flat index base[s] + r * row_pitch. Returns (rows [2, S], ends [2S],
+    ends_coverage [2S], interior [E]): each stroke's first and last row (equal for one-row strokes), their
+    flat indices and the fraction of each row inside the stroke (0 for empty strokes: a no-op), and the flat
+    index of every fully covered row between them. Indices have the dtype of `base`. Work: S + E.
+    """
+    top = top.nan_to_num(nan=float(height))
+    bottom = bottom.nan_to_num(nan=0.0)
+    first = top.floor().clamp_(0, height - 1)
+    rows = torch.stack([first, torch.maximum(bottom.ceil().sub_(1), first).clamp_(max=height - 1)])
+    coverage = torch.minimum(rows + 1, bottom).sub_(torch.maximum(rows, top)).clamp_(0, 1)
+    rows = rows.to(base.dtype)
+    ends = rows * row_pitch + base
+    inner = (rows[1] - rows[0]).sub_(1).clamp_(min=0)
+    return rows, ends.flatten(), coverage.flatten(), runs(ends[0] + row_pitch, inner, row_pitch)
 
 
 def line_coverage(n_px: int, offset: float, scale: float, pitch_mm: float, width_mm: float,
