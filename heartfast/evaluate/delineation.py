@@ -196,15 +196,17 @@ def run_heartfast(records: Sequence[Record], lead: str, device: str = "cpu") -> 
             torch.cuda.synchronize()
         seconds += _clock(device) - start
         lead_index = _lead_index(leads, lead)
+        global_batch = {f: result.points[f].cpu().numpy() for f in FIDUCIALS}
+        lead_batch = {f: result.lead_points[f][:, lead_index].cpu().numpy() for f in LEAD_OWN}
         for j, i in enumerate(members):
-            global_points = {f: _valid(result.points[f][j]) for f in FIDUCIALS}
+            global_points = {f: _valid(global_batch[f][j]) for f in FIDUCIALS}
             own = dict(global_points)
             annotations = records[i].annotations
             if annotations is not None and canonical_lead(lead) in annotations.waves:
                 # experts annotated this lead by itself (LUDB): its own P wave and peaks are what they
                 # marked; QRS onset/offset and T offset stay global, the 12-lead convention they follow
                 for f in LEAD_OWN:
-                    own[f] = _valid(result.lead_points[f][j, lead_index])
+                    own[f] = _valid(lead_batch[f][j])
             points[i] = own
             interval_points[i] = global_points
     return MethodResult(points, interval_points, seconds)
@@ -216,8 +218,7 @@ def _clock(device: str) -> float:
     return time.process_time() if device == "cpu" else time.perf_counter()
 
 
-def _valid(t: torch.Tensor) -> np.ndarray:
-    v = t.cpu().numpy()
+def _valid(v: np.ndarray) -> np.ndarray:
     return np.sort(v[v >= 0]).astype(np.int64)
 
 
