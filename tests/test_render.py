@@ -1,5 +1,6 @@
 """The renderer draws the right picture: grid pitch, calibration pulse, traces and labels where the paper
-conventions (25 mm/s, 10 mm/mV) put them, crops on the right leads, sizes and dtypes, CPU batch semantics."""
+conventions (25 mm/s, 10 mm/mV) put them, crops on the right leads, sizes and dtypes, CPU batch semantics;
+and the rasteriser's integer primitives (runs, stroke pixels, packed blends) against plain references."""
 from __future__ import annotations
 
 import math
@@ -10,7 +11,9 @@ import torch
 
 from heartfast.render.glyphs import text_bitmap
 from heartfast.render.layout import LAYOUTS, get_layout, viewport
-from heartfast.render.renderer import ECGRenderer, Style, crop_boxes, grid_background, lead_crops, render
+from heartfast.render.raster import runs, stroke_pixels
+from heartfast.render.renderer import (ECGRenderer, Style, blend_words, crop_boxes, grid_background, lead_crops,
+                                       render)
 
 WHITE = (255, 255, 255)
 INK_ONLY = Style(minor_rgb=WHITE, major_rgb=WHITE)   # no grid: the image is the ink alone
@@ -207,5 +210,59 @@ def test_coloured_ink_blends_like_black_ink():
     assert torch.equal(blue[0], black[0]) and torch.equal(blue[1], black[1])      # red, green fade alike
     coverage = (255 - black[0]) / 255
     assert ((255 - (255 - 120) * coverage) - blue[2]).abs().max() <= 1            # blue fades to 120
-    with pytest.raises(ValueError, match="darker than paper"):
+    with pytest.raises(ValueError, match="darker than the paper"):
         ECGRenderer("6x2", 100, style=Style(paper_rgb=(200, 200, 200), ink_rgb=(220, 0, 0)))
+    with pytest.raises(ValueError, match="darker than the major grid"):
+        ECGRenderer("6x2", 100, style=Style(ink_rgb=(0, 0, 120)))     # the default major grid has blue 60
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_runs_enumerate_like_repeat_interleave(dtype):
+    gen = torch.Generator().manual_seed(3)
+    length = torch.randint(0, 5, (1001,), generator=gen).to(dtype)
+    length[:3] = 0                                      # empty runs first, in a row, and last
+    length[500:504] = 0
+    length[-2:] = 0
+    start = torch.randint(-50, 10_000, (1001,), generator=gen).to(dtype)
+    offset = torch.arange(int(length.sum())) - torch.repeat_interleave(torch.cumsum(length, 0) - length, length)
+    expected = torch.repeat_interleave(start, length) + 7 * offset
+    got = runs(start, length, 7)
+    assert got.dtype == dtype and torch.equal(got, expected.to(dtype))
+    assert runs(start[:0], length[:0], 7).numel() == 0
+    assert runs(start[:4], length[:4] * 0, 7).numel() == 0
+
+
+def test_stroke_pixels_cover_like_a_dense_box_filter():
+    height, width = 37, 53                              # one stroke per column of a [37, 53] image
+    gen = torch.Generator().manual_seed(4)
+    top = torch.rand(width, generator=gen) * height
+    bottom = (top + torch.rand(width, generator=gen) * 12).clamp(max=height)
+    bottom[5] = top[5] - 0.5                            # inverted: nothing
+    top[7] = bottom[7] = math.nan                       # missing samples: nothing
+    top[9], bottom[9] = 3.2, 3.7                        # within one row
+    top[11], bottom[11] = height - 0.25, float(height)  # the last row only
+    top[13], bottom[13] = 0.0, float(height)            # the whole column
+    for dtype in (torch.int32, torch.int64):
+        rows, ends, coverage, interior = stroke_pixels(top, bottom, torch.arange(width, dtype=dtype), width, height)
+        assert ends.dtype == interior.dtype == dtype and bool((rows >= 0).all() & (rows < height).all())
+        image = torch.zeros(height * width)
+        image.scatter_reduce_(0, ends.long(), coverage, "amax")
+        assert bool((image[interior.long()] == 0).all())  # interior rows are not end rows
+        image[interior.long()] = 1.0
+        r = torch.arange(height, dtype=torch.float32)[:, None]
+        dense = (torch.minimum(r + 1, bottom) - torch.maximum(r, top)).nan_to_num(0).clamp(0, 1)
+        assert torch.allclose(image.view(height, width), dense, atol=1e-6)
+
+
+def test_packed_blend_matches_per_channel_arithmetic():
+    gen = torch.Generator().manual_seed(5)
+    ink = torch.tensor([30, 0, 120, 255], dtype=torch.uint8)
+    paper = torch.randint(0, 256, (4001, 4), generator=gen, dtype=torch.int32).clamp(min=ink.int()).to(torch.uint8)
+    paper[:, 3] = 255
+    keep = torch.randint(0, 129, (4001,), generator=gen, dtype=torch.int32)
+    keep[:2] = torch.tensor([0, 128])
+    words = blend_words(paper.view(torch.int32).flatten(), ink.view(torch.int32), keep)
+    channels = words.view(torch.uint8).view(-1, 4).int()
+    expected = ink.int() + (((paper.int() - ink.int()) * keep[:, None] + 64) >> 7)
+    assert torch.equal(channels, expected)
+    assert torch.equal(channels[0], ink.int()) and torch.equal(channels[1], paper[1].int())

@@ -1,10 +1,13 @@
 """The batched ECG renderer: signals [B, 12, T] in mV -> uint8 images [B, 3, H, W], on CPU or GPU.
 
 Everything that does not depend on the signal (grid, calibration pulses, lead-change ticks, lead names)
-is drawn once per (layout, size, device) into a cached background and an ink-coverage plane. Per batch only
-the traces are rasterised (see `raster`): for each group of equally long panels, one gather of the samples,
-the per-column spans, the coverage window of every panel, and a max-paste per panel (a loop over <= 13
-panels, never over images). The picture is then background * (1 - coverage) + ink * coverage.
+is drawn once per (layout, size, device) into a cached RGBA background. Per batch only the traces are
+rasterised (see `raster`): for each group of equally long panels, one gather of the samples and the
+per-column stroke spans; then, for all groups at once, the pixels the strokes touch (two partly covered
+end rows per column, and runs of fully covered rows between them), a copy of the background into the
+images, and two scatters into them: the ink word into the fully covered pixels, and the background blended
+towards the ink by coverage into the end rows. No dense per-pixel pass but the background copy, no loop
+over images or samples.
 """
 from __future__ import annotations
 
@@ -168,14 +171,16 @@ class ECGRenderer:
 
     Samples past a record's end are not drawn (NaN samples blank their pixel columns). `fit`: "stretch"
     (default; a square output stretches the page as CLIP/SigLIP resizing does) or "letterbox" (1 mm stays
-    square). Traces are composited by darkening (the ink must be darker than the paper in every channel).
+    square). Traces are composited by darkening (the ink must be darker than the paper and the grid in every
+    channel).
     """
 
     def __init__(self, layout: str | Layout = "6x2", size: int | tuple[int, int] = 384, fit: str = "stretch",
                  seconds_per_lead: float | None = None, style: Style = Style(),
                  device: str | torch.device = "cpu") -> None:
-        if any(i > p for i, p in zip(style.ink_rgb, style.paper_rgb)):
-            raise ValueError(f"ink {style.ink_rgb} must be darker than paper {style.paper_rgb} in every channel")
+        for name, colour in (("paper", style.paper_rgb), ("minor grid", style.minor_rgb), ("major grid", style.major_rgb)):
+            if any(i > c for i, c in zip(style.ink_rgb, colour)):
+                raise ValueError(f"ink {style.ink_rgb} must be darker than the {name} {colour} in every channel")
         self.layout = get_layout(layout, seconds_per_lead) if isinstance(layout, str) else layout
         self.view = viewport(self.layout, size, fit)
         self.fit = fit
@@ -188,7 +193,7 @@ class ECGRenderer:
         alpha = torch.full((1, *background.shape[1:]), 255, dtype=torch.uint8)
         self._background_rgba = torch.cat([background, alpha]).permute(1, 2, 0).contiguous().to(self.device)
         ink_rgba = torch.tensor([*style.ink_rgb, 255], dtype=torch.uint8)
-        self._ink_word = int(ink_rgba.view(torch.int32))
+        self._ink_word = ink_rgba.view(torch.int32).to(self.device)                        # [1] int32
         self._half, self._radius = line_half_widths(self.view, style)
         self._plans: dict[tuple[float, int], _TracePlan] = {}
 
@@ -244,7 +249,6 @@ class ECGRenderer:
             out = self.buffer(batch)
         elif out.shape != (batch, height, width, 4) or out.dtype != torch.uint8 or not out.is_contiguous():
             raise ValueError(f"out must be a contiguous uint8 [{batch}, {height}, {width}, 4] tensor (see buffer())")
-        out.view(batch, -1).copy_(self._background_rgba.view(1, -1).expand(batch, -1))
         plan = self._plan(fs, n_samples)
         strokes = [self._strokes(group, flat_signals) for group in plan.groups]
         top, bottom = (torch.cat(side, 1) if len(strokes) > 1 else side[0] for side in zip(*strokes))
@@ -256,13 +260,16 @@ class ECGRenderer:
         image_start = (torch.arange(batch, device=self.device, dtype=index) * (height * width))[:, None]
         rows, ends, coverage, interior = stroke_pixels(top.flatten(), bottom.flatten(),
                                                        (image_start + plan.cols).flatten(), width, height)
-        words = out.view(torch.int32).view(-1)
-        ink = torch.tensor(self._ink_word, dtype=torch.int32, device=self.device)
-        words.scatter_(0, interior, ink.expand(interior.shape))      # fully covered: the ink itself
+        ink = self._ink_word
         in_image = (rows.view(2, batch, -1) * width + plan.cols).flatten()
         paper = self._background_rgba.view(torch.int32).view(-1).index_select(0, in_image)
         keep = coverage.mul_(-128).add_(128.5).to(torch.int32)        # 7-bit 1 - coverage, rounded
-        words.scatter_reduce_(0, ends, blend_words(paper, ink, keep), "amin")
+        blend = blend_words(paper, ink, keep)
+        # the images are written last, so that the strokes land in them while they are still in cache
+        out.view(batch, -1).copy_(self._background_rgba.view(1, -1).expand(batch, -1))
+        words = out.view(torch.int32).view(-1)
+        words.scatter_(0, interior, ink.expand(interior.shape))      # fully covered: the ink itself
+        words.scatter_reduce_(0, ends, blend, "amin")
         return out[..., :3].permute(0, 3, 1, 2)
 
 
