@@ -12,7 +12,8 @@ PR ±20 ms, QRS ±12 ms, QT ±30 ms. The expert intervals come from the scored l
 earliest onset and latest offset over all leads (reference 'global', the 12-lead measurement
 convention); QTDB's annotations are all-lead either way. Run time is process CPU time on CPU.
 
-Methods compared in one run: heartfast's batched delineator (all leads, multi-lead fusion) and
+Methods compared in one run: heartfast's batched delineator (all leads, multi-lead fusion; where the
+experts annotated each lead by itself it is scored on its own delineation of the scored lead) and
 NeuroKit2's `ecg_delineate` (one lead; 'dwt', its default, and 'prominence').
 """
 from __future__ import annotations
@@ -34,7 +35,6 @@ TOLERANCE = {"heart_rate": 5.0, "pr_interval": 20.0, "qrs_duration": 12.0, "qt_i
 UNITS = {"heart_rate": "bpm", "pr_interval": "ms", "qrs_duration": "ms", "qt_interval": "ms"}
 REGION_GAP_S = 1.0      # expert points further apart than this start a new annotated stretch
 REGION_MARGIN_S = 0.1
-LEAD_OWN = ("P_on", "P_peak", "P_off", "QRS_peak", "T_peak")
 BATCH = 32              # records per delineation call
 
 Points = dict[str, np.ndarray]  # fiducial -> sorted sample indices
@@ -171,11 +171,12 @@ class MethodResult:
     seconds: float
 
 
-def run_heartfast(records: Sequence[Record], lead: str, device: str = "cpu") -> MethodResult:
+def run_heartfast(records: Sequence[Record], lead: str, device: str = "cpu", reference: str = "lead") -> MethodResult:
     """heartfast on all 12 (or however many) leads; batches records of equal rate, leads and length.
 
-    Scored points are the multi-lead (global) ones; where the experts annotated the scored lead by itself,
-    its P wave and peaks come from that lead's own delineation. Intervals always use the global points.
+    Where the experts annotated the scored lead by itself (LUDB), the scored points are that lead's own
+    delineation, and so are the interval points for the 'lead' reference (like with like); otherwise
+    (QTDB's all-lead annotations, or the 'global' reference) they are the multi-lead (global) points.
     """
     from heartfast.signal.delineate import delineate
 
@@ -197,18 +198,15 @@ def run_heartfast(records: Sequence[Record], lead: str, device: str = "cpu") -> 
         seconds += _clock(device) - start
         lead_index = _lead_index(leads, lead)
         global_batch = {f: result.points[f].cpu().numpy() for f in FIDUCIALS}
-        lead_batch = {f: result.lead_points[f][:, lead_index].cpu().numpy() for f in LEAD_OWN}
+        lead_batch = {f: result.lead_points[f][:, lead_index].cpu().numpy() for f in FIDUCIALS}
         for j, i in enumerate(members):
             global_points = {f: _valid(global_batch[f][j]) for f in FIDUCIALS}
-            own = dict(global_points)
             annotations = records[i].annotations
             if annotations is not None and canonical_lead(lead) in annotations.waves:
-                # experts annotated this lead by itself (LUDB): its own P wave and peaks are what they
-                # marked; QRS onset/offset and T offset stay global, the 12-lead convention they follow
-                for f in LEAD_OWN:
-                    own[f] = _valid(lead_batch[f][j])
-            points[i] = own
-            interval_points[i] = global_points
+                points[i] = {f: _valid(lead_batch[f][j]) for f in FIDUCIALS}
+                interval_points[i] = points[i] if _against_lead(records[i], reference) else global_points
+            else:
+                points[i] = interval_points[i] = global_points
     return MethodResult(points, interval_points, seconds)
 
 
@@ -318,13 +316,21 @@ def expert_points_for(record: Record, lead: str) -> Points:
     return {}
 
 
+def _truth(record: Record) -> dict | None:
+    return record.extra.get("truth") if record.database == "synthetic" else None
+
+
+def _against_lead(record: Record, reference: str) -> bool:
+    """Are the record's intervals compared with one lead's own annotations (not ground truth, not global)?"""
+    return reference == "lead" and not _truth(record)
+
+
 def interval_reference(record: Record, lead: str, reference: str, regions: list[tuple[int, int]]) -> dict[str, float]:
     """Record-level HR/PR/QRS/QT to compare against: synthetic ground truth; or from the expert points,
     'lead' (the scored lead's own annotations) or 'global' (earliest onset / latest offset over all
     annotated leads where the database annotates leads separately; QTDB's are already all-lead)."""
-    truth = record.extra.get("truth") if record.database == "synthetic" else None
-    if truth:
-        return _truth_intervals(truth)
+    if _truth(record):
+        return _truth_intervals(_truth(record))
     waves = record.annotations.waves if record.annotations else {}
     if reference == "global" and canonical_lead(lead) in waves and len(waves) > 1:
         expert = multilead_expert_points(waves, lead, record.fs)
@@ -361,10 +367,10 @@ def _truth_intervals(truth: dict) -> dict[str, float]:
     return {k: float(truth.get(v, math.nan)) if truth.get(v) is not None else math.nan for k, v in names.items()}
 
 
-def run_method(name: str, records: Sequence[Record], lead: str) -> MethodResult:
+def run_method(name: str, records: Sequence[Record], lead: str, reference: str = "lead") -> MethodResult:
     """'heartfast' or 'neurokit-<ecg_delineate method>' (dwt, prominence, cwt, peak)."""
     if name == "heartfast":
-        return run_heartfast(records, lead)
+        return run_heartfast(records, lead, reference=reference)
     if name.startswith("neurokit-"):
         return run_neurokit(records, lead, name.removeprefix("neurokit-"))
     raise ValueError(f"unknown delineation method {name!r}")
@@ -378,7 +384,7 @@ def evaluate(records: Sequence[Record], lead: str = "II",
     for name in methods:
         if progress:
             progress(name)
-        result = run_method(name, records, lead)
+        result = run_method(name, records, lead, reference)
         scores.append(score_method(name, records, result, lead, reference))
     return scores
 

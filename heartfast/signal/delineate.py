@@ -6,11 +6,12 @@ tensors [1, L, N, W] (leads, the beats of all records on one axis, window) and e
 reduction over the window axis: there is no Python loop over samples, beats, leads or records.
 
 Method (in the spirit of Martinez et al. 2004, written from the conventions, not their code):
-- QRS: per lead, the slope of the 40 Hz low-passed signal; the complex spans from the first to the last
-  sample whose slope exceeds a fraction of the lead's largest QRS slope, and each boundary walks out
-  to where the slope falls below a smaller fraction. Global onset/offset use the spatial velocity
-  (root-sum-square slope over leads), the vectorcardiographic convention that marks the earliest
-  onset and the latest offset seen in any lead.
+- QRS: the slope of the 40 Hz low-passed signal; the complex spans from the first to the last sample
+  whose slope exceeds a fraction of the largest QRS slope, and each boundary walks out to where the
+  slope goes quiet. Global onset/offset use the spatial velocity (root-sum-square slope over leads,
+  the vectorcardiographic convention) and a fraction of its peak. A lead's own boundaries walk out to
+  where the lead's slope falls below a fixed 1 mV/s, the flat line a reader sees on paper at any QRS
+  size, and are then pulled halfway toward the global ones, which steadies leads whose QRS is small.
 - T (15 Hz low-pass) and P (25 Hz): extremum of the line-detrended signal in a search window set by
   the QRS boundaries and the RR intervals; boundaries by the trapezium-area method (Vazquez-Seisdedos
   et al. 2011) from the steepest flank toward the isoelectric side. Global P/T points are the
@@ -39,8 +40,9 @@ QRS_SEARCH_BEFORE_S = 0.16
 QRS_SEARCH_AFTER_S = 0.20
 QRS_CORE_S = 0.06          # the largest QRS slope is looked for within this distance of the anchor
 QRS_ENTER = 0.25           # fraction of the largest slope that marks "inside the QRS"
-QRS_LEAVE = 0.08           # fraction below which the boundary is reached
-GLOBAL_QRS_LEAVE = 0.08    # the same for the spatial velocity (all leads together)
+GLOBAL_QRS_LEAVE = 0.08    # fraction of the largest spatial velocity below which a global boundary is reached
+LEAD_QRS_QUIET_MV_PER_S = 1.0  # a lead's own boundary: where its slope falls below this (as read on paper)
+LEAD_QRS_OWN_WEIGHT = 0.5  # a lead's QRS boundary: this much its own, the rest the global one
 R_WAVE_SHARE = 0.15        # a positive wave this large against the negative one is the R peak
 P_SEARCH_S = 0.30          # P wave searched within this much before the QRS onset
 P_LOWPASS_HZ = 25.0
@@ -261,18 +263,26 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     start, stop = c - sq(QRS_SEARCH_BEFORE_S), c + sq(QRS_SEARCH_AFTER_S)
     search = _in_range(pos_q, start, stop + 1)
 
-    def boundaries(slope_size: torch.Tensor, enter: float, leave: float) -> tuple[torch.Tensor, torch.Tensor]:
-        peak = torch.where(core, slope_size, 0.0).amax(-1, keepdim=True)
-        entering = search & (slope_size > enter * peak)
-        quiet = slope_size < leave * peak
+    def peak_of(slope_size: torch.Tensor) -> torch.Tensor:
+        return torch.where(core, slope_size, 0.0).amax(-1, keepdim=True)
+
+    def boundaries(slope_size: torch.Tensor, peak: torch.Tensor, quiet_below: torch.Tensor | float
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        entering = search & (slope_size > QRS_ENTER * peak)
+        quiet = slope_size < quiet_below
         first_in, last_in = _first(entering, pos_q, c), _last(entering, pos_q, c)
         onset = _last(quiet & (pos_q < first_in[..., None]) & (pos_q >= start[..., None]), pos_q, start)
         offset = _first(quiet & (pos_q > last_in[..., None]) & (pos_q <= stop[..., None]), pos_q, stop)
         return onset, offset
 
-    qrs_on_l, qrs_off_l = boundaries(Sq.abs(), QRS_ENTER, QRS_LEAVE)
     velocity = (Sq ** 2).sum(1, keepdim=True).sqrt()  # spatial velocity: global boundaries
-    qrs_on, qrs_off = boundaries(velocity, QRS_ENTER, GLOBAL_QRS_LEAVE)
+    velocity_peak = peak_of(velocity)
+    qrs_on, qrs_off = boundaries(velocity, velocity_peak, GLOBAL_QRS_LEAVE * velocity_peak)
+    lead_slope = Sq.abs()
+    own_on, own_off = boundaries(lead_slope, peak_of(lead_slope), LEAD_QRS_QUIET_MV_PER_S)
+    # a lead's own boundaries wander where its QRS is small or notched: pulled toward the multi-lead ones
+    qrs_on_l = (LEAD_QRS_OWN_WEIGHT * own_on + (1 - LEAD_QRS_OWN_WEIGHT) * qrs_on).round().long()
+    qrs_off_l = (LEAD_QRS_OWN_WEIGHT * own_off + (1 - LEAD_QRS_OWN_WEIGHT) * qrs_off).round().long()
     pr_seg = _in_range(pos_q, qrs_on - sq(0.03), qrs_on - sq(0.01) + 1)
     baseline = (Xq * pr_seg).sum(-1) / pr_seg.sum(-1).clamp_min(1)  # [B, L, K] isoelectric level
     qrs = _in_range(pos_q, qrs_on, qrs_off + 1)
