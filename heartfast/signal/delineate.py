@@ -257,7 +257,7 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     cq = sq(QRS_WINDOW_S)
     pos_q = torch.arange(2 * cq + 1, device=dev)
     Xq = _windows(xq, record, aq, pos_q - cq)
-    Sq = _windows(_slope(xq, q, 0.008), record, aq, pos_q - cq)
+    Sq = _slope(Xq, q, 0.008)  # on the windows: their edges are never searched
     c = torch.full((1, 1, k), cq, device=dev, dtype=torch.long)
     core = _in_range(pos_q, c - sq(QRS_CORE_S), c + sq(QRS_CORE_S) + 1)
     start, stop = c - sq(QRS_SEARCH_BEFORE_S), c + sq(QRS_SEARCH_AFTER_S)
@@ -300,13 +300,13 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     w = fs / fw
     sw = lambda s: int(round(s * w))  # noqa: E731
     xw = spectrum.band(0.5, 15.0, fw)
-    slope_w = _slope(xw, w, 0.016)
     aw = torch.div(anchors + fw // 2, fw, rounding_mode="floor")
     to_w = lambda p_fs, origin: torch.div(p_fs + fw // 2, fw, rounding_mode="floor") - origin  # noqa: E731
-    in_record_w = lambda offs: _windows(torch.ones(b, 1, xw.shape[-1], device=dev), record, aw, offs) > 0  # noqa: E731
+    in_record_w = lambda offs: _in_range(aw[..., None] + offs, torch.zeros_like(aw), torch.full_like(aw, xw.shape[-1]))[:, None]  # noqa: E731
 
     pos_t = torch.arange(sw(T_WINDOW_S) + 1, device=dev)
-    Xt, St = _windows(xw, record, aw, pos_t), _windows(slope_w, record, aw, pos_t)
+    Xt = _windows(xw, record, aw, pos_t)
+    St = _slope(Xt, w, 0.016)
     origin_t = aw[:, None]
     qrs_off_t = to_w(q_to_fs(qrs_off), origin_t)
     qrs_off_lt = to_w(q_to_fs(qrs_off_l), origin_t)
@@ -334,7 +334,7 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     pos_p = torch.arange(before + 1, device=dev)
     xp = spectrum.band(0.5, P_LOWPASS_HZ, fw)  # P is short: less smoothing, less QRS smeared into it
     Xp = _windows(xp, record, aw, pos_p - before)
-    Sp = _windows(_slope(xp, w, 0.012), record, aw, pos_p - before)
+    Sp = _slope(Xp, w, 0.012)
     origin_p = aw[:, None] - before
     qrs_on_p = to_w(q_to_fs(qrs_on), origin_p)
     prev_t_off = torch.cat([torch.full_like(t_off[..., :1], -10 ** 6), t_off[..., :-1]], -1)
