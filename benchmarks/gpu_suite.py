@@ -165,7 +165,7 @@ def markdown(suite: Suite, env: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="comma-separated module names from benchmarks/gpu/")
+    parser.add_argument("--only", default="", help="comma-separated module names from benchmarks/gpu/, run in that order")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and sizes")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
@@ -178,19 +178,18 @@ def main() -> int:
     env = environment()
     print(f"{env['device']}  torch {env['torch']}  triton {env['triton']}", flush=True)
     measure_ceilings(suite)
-    wanted = {m for m in args.only.split(",") if m}
+    names = sorted(m.name for m in pkgutil.iter_modules(gpu.__path__))
+    wanted = [m for m in args.only.split(",") if m] or names   # in the order given
     started = time.perf_counter()
-    for module in sorted(pkgutil.iter_modules(gpu.__path__), key=lambda m: m.name):
-        if wanted and module.name not in wanted:
-            continue
-        print(f"== {module.name}", flush=True)
+    for name in wanted:
+        print(f"== {name}", flush=True)
         try:
-            importlib.import_module(f"gpu.{module.name}").run(suite)
+            importlib.import_module(f"gpu.{name}").run(suite)
         except Exception:
-            suite.failures.append(f"{module.name}: {traceback.format_exc(limit=4)}")
+            suite.failures.append(f"{name}: {traceback.format_exc(limit=4)}")
             traceback.print_exc()
         torch.cuda.empty_cache()
-        print(f"== {module.name} done at {time.perf_counter() - started:.0f} s", flush=True)
+        print(f"== {name} done at {time.perf_counter() - started:.0f} s", flush=True)
         write(suite, env, args.out)   # after every module: a run cut short keeps what it measured
     print(markdown(suite, env))
     return 1 if suite.failures or not all(c.ok for c in suite.checks) else 0

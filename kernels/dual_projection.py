@@ -27,7 +27,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from heartfast.kernels.autotune import configs
+from heartfast.kernels.autotune import configs, prune, tuned
 
 NORM_ROWS = 16  # rows per norm program: 1280 signal rows -> 80 programs that overlap the GEMM tiles
 
@@ -120,15 +120,17 @@ def _norm_tile(tile, h_ptr, g_ptr, b_ptr, out_ptr, rows_ptr, mean_ptr, rstd_ptr,
         tl.store(out_ptr + dest[:, None] * H + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@tuned
 @triton.autotune(configs=configs(_CANDIDATES),
-                 key=["M0", "N0", "K0", "M1", "N1", "K1", "norm_M", "norm_H", "GELU0", "GELU1", "IEEE"])
+                 key=["M0", "N0", "K0", "M1", "N1", "K1", "norm_M", "norm_H", "GELU0", "GELU1", "IEEE"],
+                 prune_configs_by={"early_config_prune": prune})
 @triton.jit
 def _grouped_projection_kernel(
         x0, w0, b0, pre0, out0, rows0, M0, N0, K0, width0, tokens0,
         x1, w1, b1, pre1, out1, rows1, M1, N1, K1, width1, tokens1,
         norm_h, norm_g, norm_b, norm_out, norm_rows, norm_mean, norm_rstd, norm_M, norm_H, eps,
         GELU0: tl.constexpr, SCATTER0: tl.constexpr, GELU1: tl.constexpr, SCATTER1: tl.constexpr,
-        STORE_PRE: tl.constexpr, IEEE: tl.constexpr, NORM_ROWS: tl.constexpr,
+        HAS_NORM: tl.constexpr, STORE_PRE: tl.constexpr, IEEE: tl.constexpr, NORM_ROWS: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     # Program order = longest work first: the norm rows (each loops over all of H), then the linear problems,
     # which the launcher sorts by K (descending).
@@ -136,8 +138,9 @@ def _grouped_projection_kernel(
     norm_tiles = tl.cdiv(norm_M, NORM_ROWS)
     tiles0 = tl.cdiv(M0, BLOCK_M) * tl.cdiv(N0, BLOCK_N)
     if pid < norm_tiles:
-        _norm_tile(pid, norm_h, norm_g, norm_b, norm_out, norm_rows, norm_mean, norm_rstd,
-                   norm_M, norm_H, eps, STORE_PRE, NORM_ROWS, BLOCK_N)
+        if HAS_NORM:  # compiled only when a norm problem is present (its placeholder pointers are not int64 rows)
+            _norm_tile(pid, norm_h, norm_g, norm_b, norm_out, norm_rows, norm_mean, norm_rstd,
+                       norm_M, norm_H, eps, STORE_PRE, NORM_ROWS, BLOCK_N)
     elif pid < norm_tiles + tiles0:
         _linear_tile(pid - norm_tiles, x0, w0, b0, pre0, out0, rows0, M0, N0, K0, width0, tokens0,
                      GELU0, SCATTER0, STORE_PRE, IEEE, BLOCK_M, BLOCK_N, BLOCK_K)
@@ -191,5 +194,5 @@ def grouped_projection_launch(linears: list[dict], norm: dict | None, store_pre:
     flags = [(bool(p.get("gelu")), p.get("rows") is not None) for p in linears] + [(False, False)] * 2
     _grouped_projection_kernel[grid](
         *args, GELU0=flags[0][0], SCATTER0=flags[0][1], GELU1=flags[1][0], SCATTER1=flags[1][1],
-        STORE_PRE=store_pre, IEEE=ieee, NORM_ROWS=NORM_ROWS)
+        HAS_NORM=norm is not None, STORE_PRE=store_pre, IEEE=ieee, NORM_ROWS=NORM_ROWS)
 

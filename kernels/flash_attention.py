@@ -25,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from heartfast.kernels.autotune import configs
+from heartfast.kernels.autotune import configs, prune, tuned
 
 LOG2E = 1.4426950408889634
 MAX_HEAD_DIM = 128
@@ -133,7 +133,9 @@ def _fwd_loop(acc, l_i, m_i, q, K_base, V_base, stride_ks, stride_vs, offs_m, of
     return acc, l_i, m_i
 
 
-@triton.autotune(configs=_fwd_configs(), key=["HEAD_DIM", "CAUSAL", "VARLEN", "GROUP", "seq_bucket"])
+@tuned
+@triton.autotune(configs=_fwd_configs(), key=["HEAD_DIM", "CAUSAL", "VARLEN", "GROUP", "seq_bucket"],
+                 prune_configs_by={"early_config_prune": prune})
 @triton.jit
 def _flash_fwd_kernel(Q, K, V, O, LSE, CU_Q, CU_K, qk_scale, seqlen_q, seqlen_k, seq_bucket, num_heads,
                       stride_qb, stride_qs, stride_qh, stride_kb, stride_ks, stride_kh,
@@ -219,7 +221,9 @@ def _bwd_kv_loop(dk, dv, k, v, Q_base, DO_base, LSE_base, DELTA_base, stride_qs,
     return dk, dv
 
 
-@triton.autotune(configs=_bwd_kv_configs(), key=["HEAD_DIM", "CAUSAL", "VARLEN", "GROUP", "seq_bucket"])
+@tuned
+@triton.autotune(configs=_bwd_kv_configs(), key=["HEAD_DIM", "CAUSAL", "VARLEN", "GROUP", "seq_bucket"],
+                 prune_configs_by={"early_config_prune": prune})
 @triton.jit
 def _flash_bwd_kv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, qk_scale, sm_scale, seqlen_q, seqlen_k,
                          seq_bucket, num_kv_heads,
@@ -303,7 +307,9 @@ def _bwd_q_loop(dq, q, do, lse, delta, K_base, V_base, stride_ks, stride_vs, off
     return dq
 
 
-@triton.autotune(configs=_bwd_q_configs(), key=["HEAD_DIM", "CAUSAL", "VARLEN", "GROUP", "seq_bucket"])
+@tuned
+@triton.autotune(configs=_bwd_q_configs(), key=["HEAD_DIM", "CAUSAL", "VARLEN", "GROUP", "seq_bucket"],
+                 prune_configs_by={"early_config_prune": prune})
 @triton.jit
 def _flash_bwd_q_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU_Q, CU_K, qk_scale, sm_scale, seqlen_q, seqlen_k,
                         seq_bucket, num_heads,

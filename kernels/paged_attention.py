@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from heartfast.kernels.autotune import configs
+from heartfast.kernels.autotune import configs, prune, tuned
 from heartfast.kernels.flash_attention import (LOG2E, MAX_HEAD_DIM, _load_tile, _online_softmax_step,
                                                _visible_key_ranges)
 
@@ -95,7 +95,9 @@ def _paged_loop(acc, l_i, m_i, q, KC_head, VC_head, BT_row, block_size, stride_k
     return acc, l_i, m_i
 
 
-@triton.autotune(configs=_decode_configs(), key=["HEAD_DIM", "GROUP", "SPLIT"])
+@tuned
+@triton.autotune(configs=_decode_configs(), key=["HEAD_DIM", "GROUP", "SPLIT"],
+                 prune_configs_by={"early_config_prune": prune})
 @triton.jit
 def _paged_decode_kernel(Q, KC, VC, BT, SEQ_LENS, O, PART_O, PART_LSE, qk_scale, block_size, chunk,
                          stride_qb, stride_qh, stride_kcb, stride_kcs, stride_kch, stride_vcb, stride_vcs, stride_vch,
@@ -168,7 +170,9 @@ def _split_reduce_kernel(PART_O, PART_LSE, O, SEQ_LENS, chunk, num_splits, strid
     tl.store(O + off_b * stride_ob + off_h * stride_oh + offs_d, out.to(O.dtype.element_ty), mask=offs_d < HEAD_DIM)
 
 
-@triton.autotune(configs=_prefill_configs(), key=["HEAD_DIM", "GROUP"])
+@tuned
+@triton.autotune(configs=_prefill_configs(), key=["HEAD_DIM", "GROUP"],
+                 prune_configs_by={"early_config_prune": prune})
 @triton.jit
 def _paged_prefill_kernel(Q, KC, VC, BT, CU_Q, SEQ_LENS, O, qk_scale, block_size, num_heads,
                           stride_qt, stride_qh, stride_kcb, stride_kcs, stride_kch, stride_vcb, stride_vcs, stride_vch,

@@ -22,11 +22,12 @@ import torch
 import triton
 import triton.language as tl
 
-from heartfast.kernels.autotune import configs
+from heartfast.kernels.autotune import configs, prune, tuned
 
 MAX_DIM = 512  # the residual of BLOCK_N rows must fit in registers
 
 
+@tuned
 @triton.autotune(
     configs=configs([
         triton.Config({"BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=2),
@@ -37,6 +38,7 @@ MAX_DIM = 512  # the residual of BLOCK_N rows must fit in registers
     ]),
     key=["K", "D", "LEVELS", "PER_LEVEL", "TRAIN"],
     reset_to_zero=["counts_ptr", "sums_ptr"],  # autotuning runs it several times; atomics restart
+    prune_configs_by={"early_config_prune": prune},
 )
 @triton.jit
 def _rvq_kernel(x_ptr, cb_ptr, idx_ptr, q_ptr, res_ptr, counts_ptr, sums_ptr, sqerr_ptr, N, K, D,

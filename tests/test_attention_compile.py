@@ -1,4 +1,4 @@
-"""The attention kernels compile for an H100 (sm_90) with no GPU present.
+"""The Triton kernels compile for an H100 (sm_90) with no GPU present.
 
 The interpreter runs the kernels' Python, not Triton's code generator, so type errors in loops, constexpr
 misuse or unsupported syntax would only show on a GPU. Compiling to a cubin catches them here. It runs in a
@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent('''
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-    from heartfast.kernels import flash_attention as F, paged_attention as P
+    from heartfast.kernels import dual_projection as DP, flash_attention as F, paged_attention as P, vq as VQ
 
     def compile_sm90(kernel, pointers, constants, floats=()):
         fn = kernel
@@ -45,6 +45,18 @@ SCRIPT = textwrap.dedent('''
     paged = dict(GROUP=4, HEAD_DIM=128, BLOCK_D=128, EVEN_D=True, PRECISION="tf32")
     compile_sm90(P._paged_decode_kernel, cache, {**paged, "BLOCK_G": 16, "SPLIT": True}, ("qk_scale",))
     compile_sm90(P._paged_prefill_kernel, cache, paged, ("qk_scale",))
+    book = dict(x_ptr=t, cb_ptr="fp32", idx_ptr="i64", q_ptr=t, res_ptr=t, counts_ptr="fp32", sums_ptr="fp32",
+                sqerr_ptr="fp32")
+    compile_sm90(VQ._rvq_kernel, book, dict(LEVELS=2, PER_LEVEL=False, TRAIN=True, PRECISION="tf32", BLOCK_D=128))
+    # A launch without a norm problem passes float tensors as its placeholder pointers (the first GPU run
+    # failed to compile there): with HAS_NORM=False the norm tile must not be compiled at all.
+    for has_norm, rows in ((False, "fp32"), (True, "i64")):
+        linear = {f"{n}{i}": t for i in (0, 1) for n in ("x", "w", "b", "pre", "out")}
+        linear.update(rows0="i64", rows1="i64", norm_h=t, norm_g=t, norm_b=t, norm_out=t, norm_rows=rows,
+                      norm_mean="fp32", norm_rstd="fp32")
+        compile_sm90(DP._grouped_projection_kernel, linear,
+                     dict(GELU0=True, SCATTER0=True, GELU1=False, SCATTER1=False, HAS_NORM=has_norm,
+                          STORE_PRE=True, IEEE=False, NORM_ROWS=DP.NORM_ROWS), ("eps",))
     print("compiled")
 ''')
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from heartfast.kernels.autotune import first_config_only
 from heartfast.ops.projection import Linear, Norm, Stream, dual_projection, dual_projection_reference
 
 ECGS, LATENTS, CROPS, SEQ = 64, 20, 12, 256
@@ -92,7 +93,8 @@ def check(suite, device: str = "cuda", dtypes: tuple = DTYPES) -> None:
 
 
 def run(suite) -> None:
-    check(suite)
+    with first_config_only():
+        check(suite)
     compiled = torch.compile(eager)
     for hidden in (3072, 3584):
         c = make_case(hidden, torch.bfloat16, "cuda", ECGS, LATENTS, CROPS, SEQ)

@@ -67,7 +67,11 @@ class LoraLinear(nn.Linear):
         out = F.linear(x, self.weight, self.bias)
         if self.merged:
             return out
-        return out + F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scaling
+        # Scale the narrow [.., r] intermediate, and let the second GEMM add into `out` (addmm's epilogue):
+        # no elementwise passes over the wide [.., out_features] tensor, forward or backward.
+        low = F.linear(self.dropout(x), self.lora_A) * self.scaling
+        return torch.addmm(out.reshape(-1, out.shape[-1]), low.reshape(-1, low.shape[-1]),
+                           self.lora_B.t()).view(out.shape)
 
     @torch.no_grad()
     def merge(self) -> None:
