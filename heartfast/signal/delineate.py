@@ -50,7 +50,7 @@ P_END_GAP_S = 0.03         # P offset at least this long before the QRS onset (t
 P_PEAK_GAP_S = 0.05        # P peak at least this long before the QRS onset
 P_MIN_MV = 0.01            # a lead shows a P wave when its detrended peak is at least this large
 P_LEAD_SHARE = 0.35        # ... and a beat has one when this share of the active leads agree
-P_WEAK_LEAD_SHARE = 0.15   # ... or this share, at the record's usual P-to-QRS distance (see _steady_pr)
+P_WEAK_LEAD_SHARE = 0.15   # ... or this share, at the record's usual P-to-QRS distance (see _usual_pr)
 P_PR_SPREAD_S = 0.04       # ... at most this far from the record's usual P-to-QRS distance
 P_BEAT_SHARE = 0.6         # ... in a record where at least this share of the beats have such a P wave
 P_COHERENCE = 0.3          # a lead's P wave must look like the record's average P wave this much (cosine)
@@ -160,26 +160,25 @@ def _fuse(values: torch.Tensor, use: torch.Tensor, weight: torch.Tensor) -> torc
     return torch.where(use.any(1), fused, torch.full_like(fused, MISSING))
 
 
-def _steady_pr(pr: torch.Tensor, clear: torch.Tensor, candidate: torch.Tensor, record: torch.Tensor,
-               n_records: int, spread: float) -> torch.Tensor:
-    """[1, 1, N] bool: the beat's P-to-QRS distance is within `spread` of its record's usual one.
+def _usual_pr(pr: torch.Tensor, clear: torch.Tensor, record: torch.Tensor, n_records: int,
+              spread: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The record's usual P-to-QRS distance and whether its P waves are established, both [1, 1, N].
 
     Atrial activity that drives the ventricles sits at a steady distance before each QRS; fibrillatory
-    waves or noise picked as "P" do not, so they are dropped, and a record where too few of the beats
-    with a `clear` P wave keep one keeps none (AF gets no PR interval). In a record whose P waves are
-    established that way, a `candidate` beat (a weaker P wave, seen in fewer leads) at the usual
-    distance counts too: one beat's noise does not take away a P wave that every other beat has.
+    waves or noise picked as "P" do not. The usual distance is the median over the beats with a `clear`
+    P wave; the record's P waves are established when at least P_BEAT_SHARE of its beats have a clear
+    one within `spread` of it (AF gets no PR interval).
     """
     value = pr.float()[0, 0]
     nan = torch.full_like(value, math.nan)
     per_record = torch.full((n_records, value.shape[0]), math.nan, device=value.device)
     per_record[record, torch.arange(value.shape[0], device=value.device)] = torch.where(clear[0, 0], value, nan)
     median = per_record.nanmedian(1).values[record]
-    near = (value - median).abs() <= spread
+    steady_clear = (((value - median).abs() <= spread) & clear[0, 0]).float()
     beats = torch.zeros(n_records, device=value.device).index_add_(0, record, torch.ones_like(value))
-    steady_clear = (near & clear[0, 0]).float()
     share = torch.zeros(n_records, device=value.device).index_add_(0, record, steady_clear) / beats.clamp_min(1)
-    return (near & candidate[0, 0] & (share[record] >= P_BEAT_SHARE))[None, None]
+    established = share[record] >= P_BEAT_SHARE
+    return torch.nan_to_num(median)[None, None], established[None, None]
 
 
 def _coherence(y: torch.Tensor, window: torch.Tensor, record: torch.Tensor, n_records: int) -> torch.Tensor:
@@ -302,7 +301,8 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     xw = spectrum.band(0.5, 15.0, fw)
     aw = torch.div(anchors + fw // 2, fw, rounding_mode="floor")
     to_w = lambda p_fs, origin: torch.div(p_fs + fw // 2, fw, rounding_mode="floor") - origin  # noqa: E731
-    in_record_w = lambda offs: _in_range(aw[..., None] + offs, torch.zeros_like(aw), torch.full_like(aw, xw.shape[-1]))[:, None]  # noqa: E731
+    def in_record_w(offsets: torch.Tensor) -> torch.Tensor:  # [1, 1, N, W]: window positions inside the record
+        return _in_range(aw[..., None] + offsets, torch.zeros_like(aw), torch.full_like(aw, xw.shape[-1]))[:, None]
 
     pos_t = torch.arange(sw(T_WINDOW_S) + 1, device=dev)
     Xt = _windows(xw, record, aw, pos_t)
@@ -346,23 +346,36 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     p_start_l, p_stop_l = p_start.expand(1, n_leads, k), p_stop.expand(1, n_leads, k)
     p_win = _in_range(pos_p, p_start, p_stop + 1) & in_record_w(pos_p - before)
     yp = _line_detrend(Xp, pos_p, p_start_l, p_last_peak.expand(1, n_leads, k) + 1)
-    p_peak_l = _argmax_in(yp.abs(), p_win & (pos_p <= p_last_peak[..., None]))
-    p_amp = _at(yp, p_peak_l)
+    coherent = _coherence(yp, p_win, record, b) >= P_COHERENCE
+    p_look = p_win & (pos_p <= p_last_peak[..., None])
+
+    def p_waves(look: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per-lead P peaks and amplitudes inside `look`, the leads that agree on one, the beat's P peak."""
+        peak_l = _argmax_in(yp.abs(), look)
+        amp = _at(yp, peak_l)
+        clear = active & (amp.abs() >= P_MIN_MV) & coherent
+        # a beat has a P wave when enough active leads show one and their peaks agree in time; their
+        # centre is the amplitude-weighted median peak: with two leads (Holter) the stronger one decides
+        centre = _fuse(peak_l, clear, amp)[:, None]
+        agree = clear & ((peak_l - centre).abs() <= sw(0.04))
+        n_agree, n_active = agree.sum(1, keepdim=True), active.sum(1, keepdim=True).clamp_min(1)
+        clear_beat, candidate = n_agree >= P_LEAD_SHARE * n_active, n_agree >= P_WEAK_LEAD_SHARE * n_active
+        return peak_l, amp, agree, clear_beat, candidate, _fuse(peak_l, agree & candidate, amp)[:, None]
+
+    p_peak_l, p_amp, agree, clear_p, candidate_p, p_peak = p_waves(p_look)
+    spread = P_PR_SPREAD_S * w
+    usual_pr, established = _usual_pr(qrs_on_p - p_peak, clear_p, record, b, spread)
+    # second look where the record's P waves are established: each beat's P where they usually are,
+    # so a noise bump elsewhere in the window does not hide it
+    usual = _in_range(pos_p, (qrs_on_p - usual_pr - spread).floor(), (qrs_on_p - usual_pr + spread).floor() + 1)
+    p_peak_l, p_amp, agree, _, candidate_p, p_peak = p_waves(p_look & (usual | ~established[..., None]))
+    has_p = candidate_p & established & ((qrs_on_p - p_peak - usual_pr).abs() <= spread)
     p_sign = torch.where(p_amp >= 0, 1.0, -1.0)[..., None]
     p_flank_off = _argmax_in(-Sp * p_sign, p_win & (pos_p > p_peak_l[..., None]))
     p_flank_on = _argmax_in(Sp * p_sign, p_win & (pos_p < p_peak_l[..., None]))
     p_off_l = _trapezium(Xp, pos_p, p_flank_off, torch.minimum(p_flank_off + sw(P_SIDE_S), p_stop_l))
     p_on_l = _trapezium(Xp, pos_p, p_flank_on, torch.maximum(p_flank_on - sw(P_SIDE_S), p_start_l))
-    p_clear = active & (p_amp.abs() >= P_MIN_MV) & (_coherence(yp, p_win, record, b) >= P_COHERENCE)
-    # a beat has a P wave when most active leads show one and their peaks agree in time
-    # their centre is the amplitude-weighted median peak: with two leads (Holter) the stronger one decides
-    centre = _fuse(p_peak_l, p_clear, p_amp)[:, None]
-    agree = p_clear & ((p_peak_l - centre).abs() <= sw(0.04))
-    n_agree, n_active = agree.sum(1, keepdim=True), active.sum(1, keepdim=True).clamp_min(1)
-    clear_p = n_agree >= P_LEAD_SHARE * n_active
-    candidate_p = n_agree >= P_WEAK_LEAD_SHARE * n_active
-    p_peak = _fuse(p_peak_l, agree & candidate_p, p_amp)[:, None]
-    has_p = _steady_pr(qrs_on_p - p_peak, clear_p, candidate_p, record, b, P_PR_SPREAD_S * w)
+    p_clear = active & (p_amp.abs() >= P_MIN_MV) & coherent
     p_use = agree & has_p
     p_on = _fuse(p_on_l, p_use, p_amp)[:, None]
     p_off = _fuse(p_off_l, p_use, p_amp)[:, None]
