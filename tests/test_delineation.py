@@ -189,3 +189,26 @@ def test_multilead_expert_points_take_the_earliest_onset_and_latest_offset():
     got = multilead_expert_points(waves, "II", fs=1000)
     assert got["QRS_on"].tolist() == [95, 600] and got["QRS_off"].tolist() == [150, 640]
     assert got["QRS_peak"].tolist() == [120, 620]
+
+
+def test_ludb_records_keep_their_measured_quality(shared_data):
+    """Regression guard on 12 LUDB records (lead II, own-lead scoring, lead intervals): loose floors below
+    what the delineator reaches there (P Se 100 %, QRS_on SD 9 ms, QRS_off 18 ms, T_off 19 ms, all four 75 %)."""
+    from heartfast.io.sources import list_records
+
+    records = [ref.load() for ref in list_records(shared_data / "ludb")[:12]]
+    summary = evaluate(records, lead="II", methods=["heartfast"])[0].summary()
+    points = summary["points"]
+    assert min(points[f]["sensitivity"] for f in ("P_on", "P_peak", "P_off", "QRS_on", "QRS_off")) >= 0.97
+    assert points["QRS_on"]["sd_ms"] <= 14 and points["QRS_off"]["sd_ms"] <= 22 and points["T_off"]["sd_ms"] <= 28
+    assert summary["within_all"] >= 0.6
+
+
+def test_two_lead_holter_records_keep_their_p_waves(shared_data):
+    """QTDB (leads II and V5): where the two leads' P peaks disagree, the stronger lead decides, so beats
+    with a clear P wave in one lead keep it."""
+    from heartfast.io.sources import list_records
+
+    records = [ref.load() for ref in list_records(shared_data / "qtdb")]
+    points = evaluate(records, lead="II", methods=["heartfast"])[0].summary()["points"]
+    assert points["P_peak"]["sensitivity"] >= 0.98 and points["P_peak"]["ppv"] >= 0.98
