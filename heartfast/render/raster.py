@@ -25,15 +25,16 @@ class ColumnPlan:
     """Column geometry of P polylines: which source values are each column's points, and the edge weights.
 
     Vertex values are read by index from a flat source [B, S] (for traces: the signals themselves, so no
-    copy of the samples is made). Vertices at x = +inf are absent (past the end of the data).
+    copy of the samples is made), in one gather per batch: for each polyline, the vertices left and right
+    of every column edge, then the vertices inside every column. One pass over each polyline's samples
+    while they are in cache, instead of one pass per kind of read. Vertices at x = +inf are absent (past
+    the end of the data).
     """
 
     n_cols: int
-    edge_left: torch.Tensor     # [P * (C+1)] source index of the vertex left of each column edge
-    edge_right: torch.Tensor    # [P * (C+1)] ... and right of it
-    edge_t: torch.Tensor        # [P, C+1] interpolation weight between them
-    vertices: torch.Tensor      # [P * K * C] source index of the vertices inside each column (padded)
-    n_slots: int                # K
+    reads: torch.Tensor         # [P * (2 * (C+1) + K * C)] int32 source index: left, right, inside (below)
+    edge_t: torch.Tensor        # [P, C+1] interpolation weight between the vertices left and right of an edge
+    n_slots: int                # K: vertices inside a column (padded with repeats of its first)
     drawn: torch.Tensor         # [P, C] the column holds part of the polyline
 
     @staticmethod
@@ -58,17 +59,16 @@ class ColumnPlan:
         vertex = (start[:, None, :] + torch.where(slot < count[:, None, :], slot, 0)).clamp(max=n - 1)
         vertices = source_index.gather(1, vertex.flatten(1))                  # [P, K * C]
         drawn = (count > 0) | inside[:, :-1] | inside[:, 1:]
-        index = lambda i: i.flatten().to(device, torch.int32)     # int32 gathers read half the index bytes
-        return ColumnPlan(n_cols, index(source_index.gather(1, seg)), index(source_index.gather(1, seg + 1)),
-                          t.float().to(device), index(vertices), k, drawn.to(device))
+        reads = torch.cat([source_index.gather(1, seg), source_index.gather(1, seg + 1), vertices], 1)
+        return ColumnPlan(n_cols, reads.flatten().to(device, torch.int32), t.float().to(device), k, drawn.to(device))
 
     def extent(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(min, max) [B, P, C] of each column's points read from `source` [B, S] (columns not `drawn`
         hold arbitrary values: mask them)."""
-        batch = source.shape[0]
-        edge_values = torch.lerp(source.index_select(1, self.edge_left).view(batch, *self.edge_t.shape),
-                                 source.index_select(1, self.edge_right).view(batch, *self.edge_t.shape), self.edge_t)
-        points = source.index_select(1, self.vertices).view(batch, -1, self.n_slots, self.n_cols)
+        n_poly, n_edges = self.edge_t.shape
+        values = source.index_select(1, self.reads).view(source.shape[0], n_poly, -1)
+        edge_values = torch.lerp(values[..., :n_edges], values[..., n_edges:2 * n_edges], self.edge_t)
+        points = values[..., 2 * n_edges:].unflatten(-1, (self.n_slots, self.n_cols))
         low, high = points.amin(2), points.amax(2)    # (two reductions beat torch.aminmax over a middle dim)
         low = torch.minimum(low, torch.minimum(edge_values[..., :-1], edge_values[..., 1:]))
         high = torch.maximum(high, torch.maximum(edge_values[..., :-1], edge_values[..., 1:]))
