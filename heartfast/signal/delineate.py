@@ -43,7 +43,6 @@ QRS_ENTER = 0.25           # fraction of the largest slope that marks "inside th
 GLOBAL_QRS_LEAVE = 0.08    # fraction of the largest spatial velocity below which a global boundary is reached
 LEAD_QRS_QUIET_MV_PER_S = 1.0  # a lead's own boundary: where its slope falls below this (as read on paper)
 LEAD_QRS_OWN_WEIGHT = 0.5  # a lead's QRS boundary: this much its own, the rest the global one
-R_WAVE_SHARE = 0.15        # a positive wave this large against the negative one is the R peak
 P_SEARCH_S = 0.30          # P wave searched within this much before the QRS onset
 P_LOWPASS_HZ = 25.0
 P_END_GAP_S = 0.03         # P offset at least this long before the QRS onset (the PR segment)
@@ -287,8 +286,11 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     qrs = _in_range(pos_q, qrs_on, qrs_off + 1)
     above = Xq - baseline[..., None]
     r_wave, s_wave = _argmax_in(above, qrs), _argmax_in(-above, qrs)
-    # the R wave is the lead's QRS peak unless the complex is (nearly) all negative (QS, rS in V1)
-    r_peak_l = torch.where(_at(above, r_wave) >= R_WAVE_SHARE * -_at(above, s_wave), r_wave, s_wave)
+    # the lead's QRS peak is its R wave where that dominates; where the negative wave does (rS, QS, paced
+    # complexes) it is where the descent into that wave starts: the small r of an rS, the end of a QS's
+    # initial plateau, as annotators mark it
+    descent_start = _last((Sq >= 0) & qrs & (pos_q < s_wave[..., None]), pos_q, s_wave)
+    r_peak_l = torch.where(_at(above, r_wave) >= -_at(above, s_wave), r_wave, descent_start)
     qrs_size = torch.where(qrs, Xq, float("-inf")).amax(-1) - torch.where(qrs, Xq, float("inf")).amin(-1)
     r_peak = r_peak_l.gather(1, qrs_size.argmax(1, keepdim=True))
     lead_active = xq.abs().amax(-1) > 1e-4  # [B, L]: leads that carry a signal
