@@ -54,6 +54,6 @@ def test_render_speed(benchmark, one_thread, layout, impl):
         buffer = renderer.buffer(N_RECORDS) if impl == "heartfast-out" else None
         draw = lambda: renderer(signals, FS, out=buffer)
     renderer(signals[:1], FS)  # figure / background and geometry caches
-    images = benchmark.pedantic(draw, rounds=5, warmup_rounds=1)
+    images = benchmark.pedantic(draw, rounds=10, warmup_rounds=2)
     assert tuple(images.shape) == (N_RECORDS, 3, SIZE, SIZE)
     benchmark.extra_info["images_per_s"] = round(N_RECORDS / benchmark.stats.stats.mean, 1)

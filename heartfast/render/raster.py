@@ -100,7 +100,7 @@ def runs(start: torch.Tensor, length: torch.Tensor, step: int) -> torch.Tensor:
     last = before + length * step                           # its last element (`before` when empty)
     previous = torch.cat([last.new_zeros(1), last[:-1]])
     steps = torch.full((total + 1,), step, dtype=start.dtype, device=start.device)
-    steps.index_add_(0, ends - length, before - previous)   # empty runs: jumps cancel out
+    steps.scatter_add_(0, ends - length, before - previous)  # empty runs: jumps cancel out
     return torch.cumsum(steps[:total], 0, dtype=start.dtype)
 
 
