@@ -284,7 +284,9 @@ def multilead_expert_points(waves: dict[str, Points], lead: str, fs: float) -> P
     """Expert points of the whole 12-lead beat from per-lead annotations (LUDB): for each beat the scored
     lead annotated, the earliest onset and the latest offset any lead's annotation puts within 100 ms of
     it. Record-level PR, QRS and QT are measured this way on a 12-lead ECG (from the earliest onset to the
-    latest offset seen in any lead), which is what heartfast's global fiducials and `measure` report."""
+    latest offset seen in any lead), which is what heartfast's global fiducials and `measure` report.
+    Over leads annotated one by one it is wider than any lead's own reading, each lead's scatter widening
+    it (LUDB records 1-100: median QRS 126 ms against 94 ms in lead II, QT 31 ms longer)."""
     own = waves[canonical_lead(lead)]
     out: Points = {f: np.asarray(v, np.int64) for f, v in own.items()}
     for name, earliest in (("P_on", True), ("QRS_on", True), ("QRS_off", False), ("T_off", False)):
