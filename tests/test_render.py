@@ -156,6 +156,7 @@ def test_batch_equals_single_images_and_missing_data_is_blank():
     for i in range(3):
         assert torch.equal(batch[i], renderer(signals[i:i + 1], FS)[0])
     assert torch.equal(render(signals.numpy(), FS, "3x4", 300), batch)
+    assert renderer(signals[:0], FS).shape == (0, 3, 300, 300)
     # a 6 s record on a 10 s page: the rhythm strip ends at 6 s; NaN samples leave gaps, not lines
     empty = renderer(blank(), FS)[0]
     strip = renderer.layout.panels[12]

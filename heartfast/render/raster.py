@@ -66,7 +66,7 @@ class ColumnPlan:
         """(min, max) [B, P, C] of each column's points read from `source` [B, S] (columns not `drawn`
         hold arbitrary values: mask them)."""
         n_poly, n_edges = self.edge_t.shape
-        values = source.index_select(1, self.reads).view(source.shape[0], n_poly, -1)
+        values = source.index_select(1, self.reads).view(source.shape[0], n_poly, self.reads.numel() // n_poly)
         edge_values = torch.lerp(values[..., :n_edges], values[..., n_edges:2 * n_edges], self.edge_t)
         points = values[..., 2 * n_edges:].unflatten(-1, (self.n_slots, self.n_cols))
         low, high = points.amin(2), points.amax(2)    # (two reductions beat torch.aminmax over a middle dim)

@@ -254,7 +254,7 @@ class ECGRenderer:
         height, width = self.size
         if n_samples < 2:
             raise ValueError(f"signals need at least 2 samples, got {n_samples}")
-        flat_signals = signals.contiguous().view(batch, -1)
+        flat_signals = signals.contiguous().view(batch, len(LEADS_12) * n_samples)
         if out is None:
             out = self.buffer(batch)
         elif out.shape != (batch, height, width, 4) or out.dtype != torch.uint8 or not out.is_contiguous():
@@ -271,11 +271,11 @@ class ECGRenderer:
         rows, ends, coverage, interior = stroke_pixels(top.flatten(), bottom.flatten(),
                                                        (image_start + plan.cols).flatten(), width, height)
         ink = self._ink_word
-        in_image = (ends.view(2, batch, -1) - image_start).flatten()
+        in_image = (ends.view(2, batch, len(plan.cols)) - image_start).flatten()
         level = coverage.mul_(COVERAGE_LEVELS).add_(0.5).to(torch.int32)
         blend = self._blends.index_select(0, self._blend_row.index_select(0, in_image).add_(level))
         # the images are written last, so that the strokes land in them while they are still in cache
-        out.view(batch, -1).copy_(self._background_rgba.view(1, -1).expand(batch, -1))
+        out.copy_(self._background_rgba.expand_as(out))
         words = out.view(torch.int32).view(-1)
         words.scatter_(0, interior, ink.expand(interior.shape))      # fully covered: the ink itself
         words.scatter_reduce_(0, ends, blend, "amin")
