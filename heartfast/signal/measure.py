@@ -9,7 +9,8 @@ anchors in samples) its value came from, so generated text can cite "QRS 96 ms (
 Values are medians over the beats where the feature could be measured (heart rate: from the mean RR);
 NaN where none could.
 Global intervals use the multi-lead fiducials (earliest onsets and latest offsets as a 12-lead
-reading does); per-lead values use that lead's own fiducials and amplitudes against the PR-segment level.
+reading does); per-lead values use that lead's own fiducials (its QRS boundaries pulled halfway to the
+global ones, see heartfast.signal.delineate) and amplitudes against the PR-segment level.
 Names are stable (instruction data cites them): heart_rate, rr1, rr2, p_amplitude, p_duration,
 pr_interval, qrs_amplitude, qrs_duration, t_amplitude, t_duration, st_duration, st_level, st_form,
 qt_interval, qtc_bazett, qtc_fridericia, qrs_axis, low_voltage, rr_irregularity.
