@@ -1,13 +1,17 @@
 """ECG images/s at 384 px: the batched torch renderer vs the matplotlib reference (one reused figure),
 same records, same layouts and geometry, side by side in one run.
 
-    .venv/bin/python -m pytest benchmarks/test_bench_render.py --benchmark-group-by=group -q
+    .venv/bin/python -m pytest benchmarks/test_bench_render.py --benchmark-timer=time.process_time \
+        --benchmark-group-by=group -q
 
 Input: 32 real PTB-XL records at 500 Hz (10 s, 12 leads) from ../shared/data when present, else 32 from the
-synthetic generator. Each round renders all 32 with each implementation, so the mean times compare
-directly. "heartfast-out" draws into one reused output buffer (`out=`), "heartfast" into fresh memory
-each call (the OS then zeroes ~19 MB per call, which is a visible share of the time). Both run on one CPU thread (matplotlib draws on one core; torch is pinned with
-torch.set_num_threads(1) for the measurement), so the ratio is per core.
+synthetic generator. Each round renders all 32 with each implementation (10 rounds after 2 warm-up ones),
+so the mean times compare directly. "heartfast-out" draws into one reused output buffer (`out=`, the
+counterpart of matplotlib's reused figure), "heartfast" into fresh memory each call (the OS then zeroes
+~19 MB per call, which is a visible and noisy share of the time). Both run on one CPU thread (matplotlib
+draws on one core; torch is pinned with torch.set_num_threads(1) for the measurement), so the ratio is per
+core. The renderer is memory-bound (12x1 reads 7.7 MB of samples and writes 19 MB of images per round), so
+on a shared machine its times swing more than matplotlib's: compare within one run, and repeat it.
 """
 from __future__ import annotations
 

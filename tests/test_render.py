@@ -244,8 +244,9 @@ def test_stroke_pixels_cover_like_a_dense_box_filter():
     top[11], bottom[11] = height - 0.25, float(height)  # the last row only
     top[13], bottom[13] = 0.0, float(height)            # the whole column
     for dtype in (torch.int32, torch.int64):
-        rows, ends, coverage, interior = stroke_pixels(top, bottom, torch.arange(width, dtype=dtype), width, height)
-        assert ends.dtype == interior.dtype == dtype and bool((rows >= 0).all() & (rows < height).all())
+        ends, coverage, interior = stroke_pixels(top, bottom, torch.arange(width, dtype=dtype), width, height)
+        assert ends.dtype == interior.dtype == dtype
+        assert bool((ends >= 0).all() & (ends < height * width).all()), "rows outside the image"
         image = torch.zeros(height * width)
         image.scatter_reduce_(0, ends.long(), coverage, "amax")
         assert bool((image[interior.long()] == 0).all())  # interior rows are not end rows

@@ -105,14 +105,14 @@ def runs(start: torch.Tensor, length: torch.Tensor, step: int) -> torch.Tensor:
 
 
 def stroke_pixels(top: torch.Tensor, bottom: torch.Tensor, base: torch.Tensor, row_pitch: int,
-                  height: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                  height: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The pixels the vertical strokes [top, bottom] (px rows in [0, height], flat [S]; NaN or
     top >= bottom = nothing) touch.
 
-    Pixel (row r of stroke s) has flat index base[s] + r * row_pitch. Returns (rows [2, S], ends [2S],
-    ends_coverage [2S], interior [E]): each stroke's first and last row (equal for one-row strokes), their
-    flat indices and the fraction of each row inside the stroke (0 for empty strokes: a no-op), and the flat
-    index of every fully covered row between them. Indices have the dtype of `base`. Work: S + E.
+    Pixel (row r of stroke s) has flat index base[s] + r * row_pitch. Returns (ends [2S], ends_coverage [2S],
+    interior [E]): the flat index of each stroke's first and last row (the same pixel for one-row strokes)
+    with the fraction of the row inside the stroke (0 for empty strokes: a no-op), and the flat index of
+    every fully covered row between them. Indices have the dtype of `base`. Work: S + E.
     """
     top = top.nan_to_num(nan=float(height))
     bottom = bottom.nan_to_num(nan=0.0)
@@ -122,7 +122,7 @@ def stroke_pixels(top: torch.Tensor, bottom: torch.Tensor, base: torch.Tensor, r
     rows = rows.to(base.dtype)
     ends = rows * row_pitch + base
     inner = (rows[1] - rows[0]).sub_(1).clamp_(min=0)
-    return rows, ends.flatten(), coverage.flatten(), runs(ends[0] + row_pitch, inner, row_pitch)
+    return ends.flatten(), coverage.flatten(), runs(ends[0] + row_pitch, inner, row_pitch)
 
 
 def line_coverage(n_px: int, offset: float, scale: float, pitch_mm: float, width_mm: float,

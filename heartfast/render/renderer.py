@@ -78,8 +78,8 @@ def _polyline(canvas: torch.Tensor, points_mm: list[tuple[float, float]], view: 
     cols = col0 + torch.arange(n_cols)
     top = (top - half).clamp(min=0)
     bottom = torch.where((cols >= 0) & (cols < view.width), (bottom + half).clamp(max=view.height), math.nan)
-    _, ends, cov, interior = stroke_pixels(top.flatten(), bottom.flatten(), cols.clamp(0, view.width - 1),
-                                           view.width, view.height)
+    ends, cov, interior = stroke_pixels(top.flatten(), bottom.flatten(), cols.clamp(0, view.width - 1),
+                                        view.width, view.height)
     canvas.view(-1).scatter_(0, interior, 1.0)
     canvas.view(-1).scatter_reduce_(0, ends, cov, "amax")
 
@@ -180,7 +180,8 @@ class ECGRenderer:
     def __init__(self, layout: str | Layout = "6x2", size: int | tuple[int, int] = 384, fit: str = "stretch",
                  seconds_per_lead: float | None = None, style: Style = Style(),
                  device: str | torch.device = "cpu") -> None:
-        for name, colour in (("paper", style.paper_rgb), ("minor grid", style.minor_rgb), ("major grid", style.major_rgb)):
+        surfaces = (("paper", style.paper_rgb), ("minor grid", style.minor_rgb), ("major grid", style.major_rgb))
+        for name, colour in surfaces:
             if any(i > c for i, c in zip(style.ink_rgb, colour)):
                 raise ValueError(f"ink {style.ink_rgb} must be darker than the {name} {colour} in every channel")
         self.layout = get_layout(layout, seconds_per_lead) if isinstance(layout, str) else layout
@@ -268,16 +269,15 @@ class ECGRenderer:
         # scatter "amin" composites overlapping strokes (as the maximum coverage).
         index = torch.int32 if batch * height * width < 2 ** 31 else torch.int64
         image_start = (torch.arange(batch, device=self.device, dtype=index) * (height * width))[:, None]
-        rows, ends, coverage, interior = stroke_pixels(top.flatten(), bottom.flatten(),
-                                                       (image_start + plan.cols).flatten(), width, height)
-        ink = self._ink_word
+        ends, coverage, interior = stroke_pixels(top.flatten(), bottom.flatten(),
+                                                 (image_start + plan.cols).flatten(), width, height)
         in_image = (ends.view(2, batch, len(plan.cols)) - image_start).flatten()
         level = coverage.mul_(COVERAGE_LEVELS).add_(0.5).to(torch.int32)
         blend = self._blends.index_select(0, self._blend_row.index_select(0, in_image).add_(level))
         # the images are written last, so that the strokes land in them while they are still in cache
         out.copy_(self._background_rgba.expand_as(out))
         words = out.view(torch.int32).view(-1)
-        words.scatter_(0, interior, ink.expand(interior.shape))      # fully covered: the ink itself
+        words.scatter_(0, interior, self._ink_word.expand(interior.shape))   # fully covered: the ink itself
         words.scatter_reduce_(0, ends, blend, "amin")
         return out[..., :3].permute(0, 3, 1, 2)
 
