@@ -185,20 +185,29 @@ def st_form(level_mv: float, slope_mv_per_s: float) -> str:
     return f"{kind}, {shape}"
 
 
-def _record_measurements(i: int, d: Delineation, glob: dict, lead: dict, leads: Sequence[str]) -> Measurements:
-    beat = d.rpeaks.mask[i].cpu().numpy()
-    samples = tuple(int(s) for s in d.rpeaks.index[i].cpu().numpy()[beat])
+def _to_host(d: Delineation, glob: dict, lead: dict) -> dict:
+    """Everything the per-record summaries read, as numpy, in one device-to-host copy per tensor (on a GPU,
+    indexing device tensors record by record would synchronise hundreds of times per batch)."""
+    return {"beat": d.rpeaks.mask.cpu().numpy(), "index": d.rpeaks.index.cpu().numpy(),
+            "active": (d.signal.abs().amax(-1) > 1e-4).cpu().numpy(),
+            "glob": {k: v.cpu().numpy() for k, v in glob.items()},
+            "lead": {k: v.cpu().numpy() for k, v in lead.items()}}
+
+
+def _record_measurements(i: int, fs: float, host: dict, leads: Sequence[str]) -> Measurements:
+    beat = host["beat"][i]
+    samples = tuple(int(s) for s in host["index"][i][beat])
     kept = np.flatnonzero(beat)
-    out = Measurements(fs=d.fs, beat_samples=samples)
+    out = Measurements(fs=fs, beat_samples=samples)
 
     def add(name: str, values: np.ndarray, lead_name: str | None) -> float:
         value, used = _median(values[kept])
         out.items.append(Measurement(name, value, UNITS[name], lead_name, used))
         return value
 
-    g = {k: v[i].cpu().numpy() for k, v in glob.items()}
-    per_lead = {k: v[i].cpu().numpy() for k, v in lead.items()}
-    active = d.signal[i].abs().amax(-1).cpu().numpy() > 1e-4
+    g = {k: v[i] for k, v in host["glob"].items()}
+    per_lead = {k: v[i] for k, v in host["lead"].items()}
+    active = host["active"][i]
     rr_used = np.flatnonzero(np.isfinite(g["rr1"]) & beat)
     rate = float(60000.0 / np.mean(g["rr1"][rr_used])) if len(rr_used) else math.nan
     out.items.append(Measurement("heart_rate", rate, UNITS["heart_rate"], None, tuple(int(k) for k in rr_used)))
@@ -253,8 +262,8 @@ def measure(signals: torch.Tensor, fs: float, leads: Sequence[str] = LEADS_12) -
     if signals.dim() != 3 or signals.shape[1] != len(leads):
         raise ValueError(f"signals must be [B, {len(leads)}, T] for leads {tuple(leads)}, got {tuple(signals.shape)}")
     d = delineate(signals, fs)
-    glob, lead = _per_beat(d)
-    return [_record_measurements(i, d, glob, lead, tuple(leads)) for i in range(signals.shape[0])]
+    host = _to_host(d, *_per_beat(d))
+    return [_record_measurements(i, fs, host, tuple(leads)) for i in range(signals.shape[0])]
 
 
 def measure_record(record: Record) -> Measurements:
