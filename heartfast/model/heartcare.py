@@ -62,6 +62,7 @@ class MultimodalBatch:
     labels: torch.Tensor | None = None  # [B, S], -100 where no loss
     positions: torch.Tensor | None = None  # [B, S]; default 0..S-1 (packed rows: restart per sequence)
     cu_seqlens: torch.Tensor | None = None  # int32 [n + 1] when B = 1 holds packed sequences
+    max_seqlen: int | None = None  # longest packed sequence, known on the host (spares a device sync)
     signals: torch.Tensor | None = None  # raw [Ns, leads, T] at signal_fs
     signal_fs: float = 500.0
     signal_features: torch.Tensor | None = None  # or precomputed encoder outputs [Ns, n, d]
@@ -226,7 +227,7 @@ class HeartcareGPT(nn.Module):
     def hidden_states(self, batch: MultimodalBatch, kv: AttentionHook | None = None) -> torch.Tensor:
         """Final-norm decoder states [B, S, H] (trainers with a chunked cross-entropy start here)."""
         if kv is None and batch.cu_seqlens is not None:
-            kv = PackedCausal(batch.cu_seqlens)
+            kv = PackedCausal(batch.cu_seqlens, batch.max_seqlen)
         return self.llm.decode(inputs_embeds=self.embed(batch), positions=batch.positions, kv=kv)
 
     def forward(self, batch: MultimodalBatch, reduction: str = "mean", return_logits: bool = True) -> HeartcareOutput:

@@ -147,11 +147,13 @@ class Trainer:
 
     def train_step(self) -> dict:
         world, rank, micro = self.dist.world_size, self.dist.rank, self.micro_batch
-        batches = []
+        collated = []
         for _ in range(self.config.accumulation):
             indices = self.order.take(micro * world)[rank * micro:(rank + 1) * micro]
-            batches.append(_to_device(self.collate([self.dataset[i] for i in indices]), self.device))
-        weight = all_reduce_sum(torch.tensor(float(sum(self.weight_fn(b) for b in batches))), self.dist)
+            collated.append(self.collate([self.dataset[i] for i in indices]))
+        local = float(sum(self.weight_fn(b) for b in collated))   # on the host copy: no device sync
+        batches = [_to_device(b, self.device) for b in collated]
+        weight = all_reduce_sum(torch.tensor(local), self.dist)
         weight = weight.clamp_min(1.0).item()
         self.wrapped.train()
         total = torch.zeros((), device=self.device)

@@ -27,8 +27,6 @@ class _LinearCrossEntropy(torch.autograd.Function):
             h = hidden[start:start + chunk_size]
             y = labels[start:start + chunk_size]
             keep = y != IGNORE_INDEX
-            if not keep.any():
-                continue
             logits = (h @ weight.T).float()
             if bias is not None:
                 logits += bias.float()
@@ -37,7 +35,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             total += ((lse - target) * keep).sum()
             # d loss / d logits = (softmax - onehot) / count on kept rows
             grad = (logits - lse.unsqueeze(1)).exp_()
-            grad[keep.nonzero().squeeze(1), y[keep]] -= 1.0
+            grad.scatter_add_(1, y.clamp_min(0).unsqueeze(1), -keep.unsqueeze(1).to(grad.dtype))  # no host sync
             grad *= keep.unsqueeze(1) / count
             if grad_hidden is not None:
                 grad_hidden[start:start + chunk_size] = (grad.to(weight.dtype) @ weight).to(hidden.dtype)

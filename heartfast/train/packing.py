@@ -53,7 +53,8 @@ def pack(samples: list[Sample]) -> MultimodalBatch:
     labels = torch.tensor([t for s in samples for t in s.labels])[None]
     starts = torch.repeat_interleave(cu[:-1].long(), lengths)
     positions = (torch.arange(int(cu[-1])) - starts)[None]
-    return MultimodalBatch(ids, labels, positions, cu, signal_features=_features(samples, "signal_features"),
+    return MultimodalBatch(ids, labels, positions, cu, max_seqlen=int(lengths.max()),
+                           signal_features=_features(samples, "signal_features"),
                            image_features=_features(samples, "image_features"))
 
 

@@ -41,10 +41,15 @@ class AnswerLoss(nn.Module):
         self.model, self.chunk_size = model, chunk_size
 
     def forward(self, batch: MultimodalBatch) -> torch.Tensor:
+        # Only the answer rows reach the LM head (a prompt-heavy batch skips most of the vocab projection).
+        # Finding them is the step's one host sync, placed before the forward so it waits for nothing else.
+        targets = shifted_labels(batch.labels, batch.cu_seqlens).reshape(-1)
+        rows = (targets != IGNORE_INDEX).nonzero().squeeze(1)
         hidden = self.model.hidden_states(batch)   # packed rows: varlen attention through heartfast.ops
-        targets = shifted_labels(batch.labels, batch.cu_seqlens)
-        mean = linear_cross_entropy(hidden, self.model.llm.lm_head.weight, targets, chunk_size=self.chunk_size)
-        return mean * int((targets != IGNORE_INDEX).sum())
+        hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows)
+        mean = linear_cross_entropy(hidden, self.model.llm.lm_head.weight, targets.index_select(0, rows),
+                                    chunk_size=self.chunk_size)
+        return mean * rows.numel()
 
 
 def labelled_tokens(batch: MultimodalBatch) -> int:
