@@ -7,7 +7,7 @@ same global batch of 16, AdamW step included, fp32.
 heartfast: one packed varlen row (no padding), chunked linear cross-entropy, through `Trainer.train_step`.
 transformers: a right-padded batch with an attention mask and the model's own loss (`labels=`).
 
-    .venv/bin/python -m pytest benchmarks/test_bench_train.py --benchmark-group-by=group -q
+    .venv/bin/python -m pytest benchmarks/test_bench_train.py --benchmark-group-by=group --benchmark-timer=time.process_time -q
 """
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ import torch
 
 from heartfast.train.losses import IGNORE_INDEX
 from heartfast.train.packing import Sample, pad
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    """One torch thread: two per process on the shared 2-core machine swing both sides several-fold."""
+    yield
 
 BATCH, ANSWER, R, ALPHA, DROPOUT = 16, 24, 16, 32.0, 0.05
 GROUP = f"sft step, LoRA r{R}, batch {BATCH} (150-400 tokens), tiny decoder"
