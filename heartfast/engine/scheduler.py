@@ -16,9 +16,10 @@ from heartfast.engine.blocks import BlockManager, OutOfBlocks, block_hashes
 from heartfast.engine.sampling import SamplingParams
 
 
-@dataclass
+@dataclass(eq=False)
 class Sequence:
-    """One request in flight: its tokens, KV blocks and progress."""
+    """One request in flight: its tokens, KV blocks and progress. Compared by identity: the scheduler's
+    membership tests and removals would otherwise compare every field, token lists included."""
 
     request_id: str
     key: int                               # unique small integer (sampler generators, hashing)
