@@ -136,3 +136,19 @@ def test_bad_shapes_are_rejected():
         attention(q[0], q[0], q[0], cu_seqlens=torch.tensor([0, 8]))
     with pytest.raises(ValueError, match="packed rows"):
         attention(q[0], q[0], q[0], cu_seqlens=torch.tensor([0, 3, 7], dtype=torch.int32))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_varlen_inference_per_sequence_path_equals_the_padded_path(causal):
+    # Lengths far apart and no autograd: the sdpa backend runs one SDPA per sequence instead of padding.
+    lengths = [3, 200, 17, 1]
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
+    q, k, v = (torch.randn(sum(lengths), h, 32, dtype=torch.float64) for h in (4, 2, 2))
+    with torch.no_grad():
+        each = attention(q, k, v, causal=causal, cu_seqlens=cu, backend="sdpa")
+    padded = attention(q.requires_grad_(), k, v, causal=causal, cu_seqlens=cu, backend="sdpa")  # autograd: padded
+    assert rel_err(each, padded.detach()) < 1e-12
+    starts = cu.tolist()
+    for a, b in zip(starts[:-1], starts[1:]):
+        alone = attention_reference(q[None, a:b].detach(), k[None, a:b], v[None, a:b], causal=causal)[0]
+        assert rel_err(each[a:b], alone) < 1e-12

@@ -40,7 +40,7 @@ class DecodeGraphs:
         return StepInputs(positions=self.positions[:, :n], slot_mapping=self.slots[:n], block_tables=self.tables[:n],
                           seq_lens=self.seq_lens[:n], cu_seqlens_q=torch.arange(n + 1, dtype=torch.int32,
                                                                                device=self.ids.device),
-                          max_seqlen_q=1, max_seq_len=self.max_len, decode_only=True,
+                          max_seqlen_q=1, max_seq_len=self.max_len, decode_only=True, fresh=False,
                           last_rows=torch.arange(n, device=self.ids.device))
 
     def _run(self, n: int) -> torch.Tensor:

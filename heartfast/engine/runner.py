@@ -1,8 +1,9 @@
 """One model step over a packed batch of chunks, with K/V in the paged cache.
 
 All chunks of a step (prefill pieces and single decode tokens) are packed into one row [1, T]; each
-layer writes the new K/V by slot (`reshape_and_cache`), then attends over the cache: `paged_decode` when
-every chunk is one token, `paged_prefill` otherwise (cached prefix + the new tokens, causal).
+layer writes the new K/V by slot (`reshape_and_cache`), then attends: `paged_decode` when every chunk is
+one token, varlen attention over the packed new K/V when every chunk is a whole prompt from its start,
+`paged_prefill` otherwise (cached prefix + the new tokens, causal).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from heartfast.model.llm import DecoderLM
+from heartfast.ops.attention import attention
 from heartfast.ops.paged import paged_decode, paged_prefill, reshape_and_cache
 
 
@@ -44,6 +46,7 @@ class StepInputs:
     max_seqlen_q: int
     max_seq_len: int
     decode_only: bool
+    fresh: bool                  # every chunk starts at position 0: no cached prefix to read
     last_rows: torch.Tensor      # [n] rows whose logits give each chunk's next token
 
 
@@ -58,6 +61,8 @@ class PagedKV:
         reshape_and_cache(k[0], v[0], kc, vc, s.slot_mapping)
         if s.decode_only:
             out = paged_decode(q[0], kc, vc, s.block_tables, s.seq_lens, max_seq_len=s.max_seq_len)
+        elif s.fresh:   # whole prompts: their K/V are at hand, packed; varlen attention needs no cache reads
+            out = attention(q[0], k[0], v[0], causal=True, cu_seqlens=s.cu_seqlens_q, max_seqlen=s.max_seqlen_q)
         else:
             out = paged_prefill(q[0], kc, vc, s.block_tables, s.cu_seqlens_q, s.seq_lens,
                                 max_seqlen_q=s.max_seqlen_q)
@@ -87,5 +92,6 @@ def build_step(chunks, block_size: int, device: torch.device) -> StepInputs:
         max_seqlen_q=max(lengths),
         max_seq_len=max(lens),
         decode_only=all(n == 1 for n in lengths),
+        fresh=all(c.start == 0 for c in chunks),
         last_rows=torch.tensor(cu[1:], device=device) - 1,
     )

@@ -49,16 +49,24 @@ def _sdpa(q, k, v, causal, scale, cu_seqlens) -> torch.Tensor:
     return _sdpa_varlen(q, k, v, causal, scale, cu_seqlens)
 
 
+PADDING_WASTE_LIMIT = 1.5   # inference: one SDPA per sequence once padding would cost this much more
+
+
 def _sdpa_varlen(q, k, v, causal, scale, cu_seqlens) -> torch.Tensor:
     """Packed sequences scattered into a right-padded [n, max_len] batch for one SDPA call, then gathered back.
 
     Right padding is exact under a causal mask (a query never sees a later pad); without one, pad keys are
     masked. Only attention pays for padding (n · max_len² instead of Σ len²), and scatter/gather are single
-    index ops, so autograd does not zero-fill a full-size gradient per sequence as slicing would.
+    index ops, so autograd does not zero-fill a full-size gradient per sequence as slicing would. Without
+    autograd and with lengths far apart (a prefill of 100- to 400-token prompts pays 2.3x), each sequence
+    gets its own SDPA call instead.
     """
     cu = cu_seqlens.long()
     lengths = cu[1:] - cu[:-1]
     count, width = lengths.numel(), int(lengths.max())
+    needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    if not needs_grad and count * width ** 2 > PADDING_WASTE_LIMIT * float((lengths.double() ** 2).sum()):
+        return _sdpa_each(q, k, v, causal, scale, cu.tolist())
     sequence = torch.repeat_interleave(torch.arange(count, device=q.device), lengths)
     slots = sequence * width + torch.arange(q.shape[0], device=q.device) - torch.repeat_interleave(cu[:-1], lengths)
 
@@ -70,6 +78,16 @@ def _sdpa_varlen(q, k, v, causal, scale, cu_seqlens) -> torch.Tensor:
     out = F.scaled_dot_product_attention(padded(q), padded(k), padded(v), attn_mask=mask, is_causal=causal,
                                          scale=scale, enable_gqa=True)
     return out.transpose(1, 2).reshape(count * width, *q.shape[1:]).index_select(0, slots)
+
+
+def _sdpa_each(q, k, v, causal, scale, bounds: list[int]) -> torch.Tensor:
+    """One SDPA call per packed sequence (slices of q/k/v; no padding, no copies)."""
+    out = torch.empty_like(q)
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        qs, ks, vs = (x[start:stop].transpose(0, 1) for x in (q, k, v))
+        out[start:stop] = F.scaled_dot_product_attention(qs, ks, vs, is_causal=causal, scale=scale,
+                                                         enable_gqa=True).transpose(0, 1)
+    return out
 
 
 def _triton(q, k, v, causal, scale, cu_seqlens, max_seqlen) -> torch.Tensor:
