@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -47,18 +48,37 @@ def test_schedules():
         lr_factor(3, 10, 0, "step")
 
 
+def torchrun(nproc: int, *args: str) -> object:
+    """Run tests/helpers/toy_training.py under torchrun; returns the JSON its rank 0 prints last."""
+    script = Path(__file__).parent / "helpers" / "toy_training.py"
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
+                          "--standalone", str(script), *args], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_match_one(tmp_path):
-    script = Path(__file__).parent / "helpers" / "toy_training.py"
+    assert torchrun(2, str(tmp_path / "p2"), "8") == pytest.approx(torchrun(1, str(tmp_path / "p1"), "8"), rel=1e-5)
 
-    def run(nproc, batch):
-        out = subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
-                              "--standalone", str(script), str(tmp_path / f"p{nproc}"), str(batch)],
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr[-2000:]
-        return json.loads(out.stdout.strip().splitlines()[-1])
 
-    assert run(2, 8) == pytest.approx(run(1, 8), rel=1e-5)
+@pytest.mark.slow
+def test_fsdp_two_processes_match_one_and_resume_exactly(tmp_path):
+    fsdp = torchrun(2, "fsdp", str(tmp_path / "fsdp"))
+    one = make_trainer(str(tmp_path / "one"), dropout=0.0).fit()
+    # Sharded over 2 processes with 2 micro-batches each (gradient sync on the last only) = one process
+    # with the same global batch at once; the clipped norm is that of the whole gradient.
+    assert fsdp["loss0"] == pytest.approx([r["loss"] for r in one], rel=1e-5)
+    assert fsdp["grad_norm0"] == pytest.approx([r["grad_norm"] for r in one], rel=1e-5)
+    # A frozen layer and a frozen weight sharing an FSDP unit with a trained bias: only the bias moves.
+    assert fsdp["frozen_unchanged"] and fsdp["trained_changed"]
+    # With dropout (each process its own RNG stream), interrupted at step 3 and resumed under FSDP.
+    assert fsdp["resumed_steps"] == list(range(1, 7)) and fsdp["resumed"] == fsdp["full"]
+    assert len(fsdp["bf16"]) == 2 and all(math.isfinite(x) for x in fsdp["bf16"])
+    # The FSDP checkpoint is the single-process format: a plain model continues with the same losses.
+    continued = make_trainer(str(tmp_path / "fsdp" / "cut0"), dropout=0.0, accumulation=2)
+    assert continued.resume() and continued.step == 3
+    assert [r["loss"] for r in continued.fit()[3:]] == pytest.approx(fsdp["loss0"][3:], rel=1e-5)
 
 
 def test_bf16_training_keeps_frozen_weights_in_bf16_and_trainable_in_fp32(tmp_path):

@@ -1,5 +1,10 @@
 """Training checkpoints that resume exactly: model, optimizer, scheduler, RNG states and data position.
 
+One format whatever the parallelism: the trainable parameters and every buffer as full (unsharded) CPU
+tensors keyed by parameter name, the optimizer state keyed by the same names, and each process's RNG
+states. So a checkpoint written under FSDP loads into a single-process model, and the other way round.
+Under FSDP gathering the state is collective: every process calls `save_checkpoint`, rank 0 writes.
+
 Written to a temporary file and renamed, so an interrupt while saving never leaves a broken checkpoint;
 `latest.pt` always names a complete one.
 """
@@ -11,6 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_state_dict, set_model_state_dict,
+                                                     set_state_dict)
+
+from heartfast.train.distributed import gather_objects, process_rank
+
+# Frozen weights come from the base model; only rank 0 receives the gathered tensors.
+_GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+# Every process reads the full tensors and keeps its own shard; absent (frozen) weights stay as they are.
+_SCATTER = StateDictOptions(full_state_dict=True, strict=False)
 
 
 def rng_state() -> dict:
@@ -29,18 +43,25 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler, step: int, data_state: dict, extra: dict | None = None) -> Path:
-    """Save everything needed to continue at `step`; returns the path written."""
+                    scheduler, step: int, data_state: dict, extra: dict | None = None,
+                    write: bool = True) -> Path:
+    """Save everything needed to continue at `step`; returns the path (written where `write`).
+
+    Under a process group every process must call it (parameters and RNG states are gathered); pass
+    `write=True` on one of them.
+    """
     path = Path(path)
+    model_state, optimizer_state = get_state_dict(model, optimizer, options=_GATHER)
+    rngs = gather_objects(rng_state())
+    if not write:
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Trainable parameters and every buffer (EMA codebooks, statistics); frozen weights come from the base model.
-    kept = {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in model.named_buffers()}
     payload = {
         "step": step,
-        "model": {k: v for k, v in model.state_dict().items() if k in kept},
-        "optimizer": optimizer.state_dict(),
+        "model": model_state,               # trainable parameters and buffers (EMA codebooks, statistics)
+        "optimizer": optimizer_state,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "rng": rng_state(),
+        "rng": rngs,                        # one entry per process, in rank order
         "data": data_state,
         "extra": extra or {},
     }
@@ -52,15 +73,21 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     scheduler=None) -> dict:
-    """Restore state saved by `save_checkpoint`; returns the payload (step, data, extra)."""
+    """Restore state saved by `save_checkpoint` (every process calls it under FSDP); returns the payload.
+
+    Each process takes the RNG states of its rank (rank 0's when the checkpoint came from fewer processes).
+    """
     payload = torch.load(Path(path), map_location="cpu", weights_only=False)
     missing = set(payload["model"]) - set(model.state_dict())
     if missing:
         raise ValueError(f"{path}: checkpoint has parameters the model lacks: {sorted(missing)[:5]}")
-    model.load_state_dict(payload["model"], strict=False)
     if optimizer is not None:
-        optimizer.load_state_dict(payload["optimizer"])
+        set_state_dict(model, optimizer, model_state_dict=payload["model"],
+                       optim_state_dict=payload["optimizer"], options=_SCATTER)
+    else:
+        set_model_state_dict(model, payload["model"], options=_SCATTER)
     if scheduler is not None and payload["scheduler"] is not None:
         scheduler.load_state_dict(payload["scheduler"])
-    set_rng_state(payload["rng"])
+    rngs, rank = payload["rng"], process_rank()
+    set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
     return payload

@@ -1,5 +1,5 @@
-"""The training loop every stage shares: accumulation, clipping, schedules, mixed precision, DDP,
-exact resume, progress, JSONL metrics and a loss-curve PNG.
+"""The training loop every stage shares: accumulation, clipping, schedules, mixed precision, DDP or
+FSDP, exact resume, progress, JSONL metrics and a loss-curve PNG.
 
 A stage supplies a model, an indexable dataset, a `collate(samples) -> batch`, a `loss_fn(model, batch)
 -> summed loss`, and a `weight_fn(batch) -> int` (labelled tokens, or samples) so that the loss of a step
@@ -18,10 +18,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch.distributed.tensor import DTensor
 from tqdm.auto import tqdm
 
 from heartfast.train.checkpoint import load_checkpoint, save_checkpoint
-from heartfast.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
+from heartfast.train.distributed import (PARALLEL_MODES, DistInfo, all_reduce_sum, barrier, init_distributed,
+                                         shard_fsdp, wrap_ddp)
 from heartfast.train.schedule import build_scheduler
 
 H100_BF16_PEAK_FLOPS = 989e12
@@ -44,6 +46,7 @@ class TrainConfig:
     out: str = "runs/train"
     progress: bool = True
     find_unused_parameters: bool = False  # DDP: parameters some batches do not reach (e.g. an absent stream)
+    parallel: str = "ddp"             # over >1 processes: ddp (a replica each) | fsdp (sharded: models that don't fit)
 
 
 class DataOrder:
@@ -86,6 +89,8 @@ class Trainer:
                  loss_fn: Callable[[torch.nn.Module, object], torch.Tensor],
                  weight_fn: Callable[[object], int], config: TrainConfig,
                  flops_per_sample: float | None = None) -> None:
+        if config.parallel not in PARALLEL_MODES:
+            raise ValueError(f"parallel {config.parallel!r}: expected one of {PARALLEL_MODES}")
         self.config, self.dataset, self.collate = config, dataset, collate
         self.loss_fn, self.weight_fn, self.flops_per_sample = loss_fn, weight_fn, flops_per_sample
         self.dist: DistInfo = init_distributed()
@@ -95,20 +100,22 @@ class Trainer:
                              f"processes x {config.accumulation} accumulation steps")
         self.micro_batch = per_step
         self.device = torch.device(f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu")
-        self.model = model.to(self.device)
+        # FSDP places each shard on the device itself: the whole model never has to fit there.
+        self.sharded = self.dist.enabled and config.parallel == "fsdp"
+        self.model = model if self.sharded else model.to(self.device)
         if self._precision() == "bf16":
             store_frozen_in(model, torch.bfloat16)
+        self.wrapped = model
+        if self.sharded:   # before the optimizer: it must hold the sharded parameters
+            self.wrapped = shard_fsdp(model, self.dist, self.device, bf16=self._precision() == "bf16")
+        elif self.dist.enabled:
+            self.wrapped = wrap_ddp(model, self.dist, self.device, config.find_unused_parameters)
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("the model has no trainable parameters")
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, betas=config.betas,
                                            weight_decay=config.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, config.steps, config.warmup_steps, config.schedule)
-        self.wrapped = model
-        if self.dist.enabled:
-            self.wrapped = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None,
-                find_unused_parameters=config.find_unused_parameters)
         self.order = DataOrder(len(dataset), config.seed)
         self.step = 0
         self.out = Path(config.out)
@@ -120,9 +127,10 @@ class Trainer:
         return self.out / "latest.pt"
 
     def save(self) -> None:
-        if self.dist.is_main:
-            save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.scheduler, self.step,
-                            {"position": self.order.position}, {"config": asdict(self.config)})
+        """Write `out/latest.pt` from rank 0 (every process joins: FSDP shards and RNG states are gathered)."""
+        save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.scheduler, self.step,
+                        {"position": self.order.position}, {"config": asdict(self.config)},
+                        write=self.dist.is_main)
         barrier(self.dist)
 
     def resume(self) -> bool:
@@ -158,16 +166,22 @@ class Trainer:
         self.wrapped.train()
         total = torch.zeros((), device=self.device)
         for i, batch in enumerate(batches):
+            last = i == len(batches) - 1
             sync = nullcontext()
-            if self.dist.enabled and i < len(batches) - 1:
+            if self.sharded:   # gradients stay unsharded and local until the last micro-batch
+                self.wrapped.set_requires_gradient_sync(last)
+            elif self.dist.enabled and not last:
                 sync = self.wrapped.no_sync()
             with sync, self._autocast():
                 loss_sum = self.loss_fn(self.wrapped, batch)
-            # DDP averages gradients over processes; scale so the result is sum / global weight.
+            # DDP and FSDP average gradients over processes; scale so the result is sum / global weight.
             (loss_sum * (world / weight)).backward()
             total += loss_sum.detach().float()
-        grad_norm = (torch.nn.utils.clip_grad_norm_(self.params, self.config.clip) if self.config.clip > 0
-                     else torch.tensor(float("nan")))
+        grad_norm = torch.tensor(float("nan"))
+        if self.config.clip > 0:   # over DTensor shards under FSDP: the norm of the whole gradient
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.clip)
+            if isinstance(grad_norm, DTensor):
+                grad_norm = grad_norm.full_tensor()
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
