@@ -48,3 +48,22 @@ def test_preset_builds_from_local_dirs_and_answers(preset, llm, tower, signal_to
     with torch.no_grad():
         logits = model(batch).logits
     assert logits.shape == (1, len(ids), len(tokenizer)) and torch.isfinite(logits).all()
+
+
+def test_tiny_gem_builds_without_directories_and_reads_the_whole_record():
+    torch.manual_seed(0)
+    model, tokenizer = build_model("tiny-gem")
+    model.eval()
+    assert model.config.signal_encoder == "timeseries" and model.config.projector["kind"] == "gem"
+    signals = torch.randn(2, 12, 7 * 500)   # shorter than 10 s: zero-padded like GEM
+    features = model.signal_features(signals, 500)
+    assert features.shape == (2, 101, 32)
+    images = torch.rand(1, 3, 40, 60)
+    image_tokens = model.image_features(images).shape[1]
+    assert image_tokens == 16   # (32 / 8)^2 CLIP patches of the tiny tower
+    ids = build_input_ids(tokenizer, "<image><signal>Which rhythm?", model.spans, signal_tokens=101,
+                          image_tokens=image_tokens)
+    batch = MultimodalBatch(input_ids=torch.tensor([ids]), signal_features=features[:1], images=images)
+    with torch.no_grad():
+        logits = model(batch).logits
+    assert logits.shape == (1, len(ids), len(tokenizer)) and torch.isfinite(logits).all()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from heartfast.instruct.dataset import build_items
-from heartfast.model.heartcare import MultimodalBatch
+from heartfast.model.heartcare import HeartcareGPT, MultimodalBatch
 from heartfast.model.presets import build_model
 from heartfast.model import vocab
 from heartfast.signal.synthetic import generate_records
@@ -30,6 +30,9 @@ def test_config_layers_defaults_recipe_file_and_overrides(tmp_path):
     assert load_config("align", preset="heartcare-7b").train.lr == 2e-4
     tiny = load_config("sft", preset="tiny")
     assert tiny.lora.r == 0 and tiny.data.tasks == ["RhythmClosedQA", "AxisClosedQA"]
+    gem = load_config("sft", preset="tiny-gem")
+    assert (gem.model.preset, gem.lora.r, gem.train.lr) == ("tiny-gem", 0, 1e-3)
+    assert gem.data.tasks == ["RhythmClosedQA", "AxisClosedQA", "RhythmOpenQA"]
     file = tmp_path / "run.toml"
     file.write_text('[train]\nlr = 3e-4\nbetas = [0.9, 0.95]\n[lora]\nr = 16\n')
     config = load_config("sft", file, ["train.lr=5e-4", "data.source=synthetic:5"], preset="tiny")
@@ -109,6 +112,20 @@ def test_sft_loss_falls_and_an_interrupted_run_resumes_to_the_same_losses(tmp_pa
     monkeypatch.setattr(Trainer, "train_step", step)
     resumed = run_stage(config, progress=False)
     assert resumed["steps"] == 4 and resumed["losses"] == full["losses"]
+
+
+def test_sft_on_the_tiny_gem_preset_trains_the_gem_projector_from_whole_record_tokens(tmp_path):
+    out = tmp_path / "gem"
+    summary = run_stage(load_config("sft", overrides=[*TINY_RUN, "train.steps=3", f"train.out='{out}'"],
+                                    preset="tiny-gem"), progress=False)
+    assert summary["losses"][-1] < summary["losses"][0]
+    features = torch.load(out / "features.pt", weights_only=True)["signal"]
+    assert {tuple(f.shape) for f in features.values()} == {(101, 32)}   # CLS + one token per 100 ms of 10 s
+    torch.manual_seed(0)   # the stage's seed: the same initial weights
+    start = build_model("tiny-gem")[0].state_dict()
+    trained = HeartcareGPT.from_pretrained(out / "model").state_dict()
+    assert torch.equal(trained["signal_encoder.patch_embed.weight"], start["signal_encoder.patch_embed.weight"])
+    assert not torch.equal(trained["projector.signal_adapter.weight"], start["projector.signal_adapter.weight"])
 
 
 @pytest.mark.slow

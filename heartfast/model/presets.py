@@ -1,6 +1,8 @@
 """Model presets: `tiny` (CPU tests and the demo) and the published systems, built from local checkpoints.
 
     tiny            llama-like decoder (256 wide, 4 layers) + tiny SigLIP + Beat 'tiny', byte tokenizer
+    tiny-gem        the same decoder + tiny CLIP (patches) + GEM time-series encoder 'tiny' + GEM projector:
+                    GEM's signal path at toy size (one stream over the whole 10 s, 100 ms patches)
     heartcare-3.8b  Phi-3-mini-4k-instruct + SigLIP-so400m-patch14-384 (pooled) + Beat 'beat-4s'
     heartcare-7b    Qwen2.5-7B-Instruct + SigLIP-so400m-patch14-384 (pooled) + Beat 'beat-4s'
     gem-7b          Vicuna-7B (Llama) + CLIP-ViT-L/14-336 (patches, layer -2) + GEM time-series encoder
@@ -56,6 +58,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(TINY_LLM, "siglip", None, "pooled", -1, "beat", "tiny", "heartcare", 2, 259),
+    "tiny-gem": Preset(TINY_LLM, "clip", None, "patches", -2, "timeseries", "tiny", "gem", 1, 259),
     "heartcare-3.8b": Preset(PHI3_MINI, "siglip", SIGLIP_SO400M_384, "pooled", -1, "beat", "beat-4s", "heartcare", 2,
                              32011),
     "heartcare-7b": Preset(QWEN25_7B, "siglip", SIGLIP_SO400M_384, "pooled", -1, "beat", "beat-4s", "heartcare", 2,
@@ -135,14 +138,14 @@ def build_model(name: str, llm_dir: str | Path | None = None, vision_dir: str | 
                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
     """A new HeartcareGPT (untrained projectors) and its text tokenizer, from local checkpoint directories.
 
-    `tiny` needs no directories (random weights, byte tokenizer). The big presets need `llm_dir` (config.json,
-    safetensors and tokenizer files) and `vision_dir`; `signal_dir` is the signal encoder: a Beat tokenizer saved
-    by stage 1, or a safetensors directory of the GEM time-series encoder (random weights when omitted, e.g.
-    before stage 1). Returns (model, tokenizer).
+    The tiny presets need no directories (random weights, byte tokenizer). The big presets need `llm_dir`
+    (config.json, safetensors and tokenizer files) and `vision_dir`; `signal_dir` is the signal encoder: a Beat
+    tokenizer saved by stage 1, or a safetensors directory of the GEM time-series encoder (random weights when
+    omitted, e.g. before stage 1). Returns (model, tokenizer).
     """
     p = get_preset(name)
     if llm_dir is None:
-        if name != "tiny":
+        if p.llm is not TINY_LLM:
             raise ValueError(f"preset {name!r} needs llm_dir: a local {p.llm.arch} checkpoint directory")
         llm, tokenizer = DecoderLM(DecoderConfig(**p.llm.to_dict())), vocab.byte_tokenizer()
     else:

@@ -4,7 +4,8 @@ Layers, later ones winning:
 1. the stage's paper defaults (align: projectors only, lr 2e-4; sft: LoRA r 64 / α 128 / dropout 0.05 +
    projectors, lr 2e-5 linear with 100 warm-up steps);
 2. the recipe of the model preset, where one exists, when the preset is named or the model is built from
-   it (`tiny`: a randomly initialised 4-layer decoder, so sft fine-tunes the whole LLM at a higher rate);
+   it (`tiny`, `tiny-gem`: a randomly initialised 4-layer decoder, so sft fine-tunes the whole LLM at a
+   higher rate);
 3. a TOML file with the sections [model], [data], [lora], [train] (and top-level `evaluate`);
 4. `--set section.key=value` overrides (values parsed as TOML, bare words as strings);
 5. explicit CLI flags (--data, --out, --steps, ...).
@@ -66,12 +67,18 @@ STAGE_DEFAULTS: dict[str, dict] = {
     "sft": {"train": {"lr": 2e-5, "schedule": "linear", "warmup_steps": 100, "steps": 3000, "batch_size": 32}},
 }
 
+_TINY_ALIGN = {"train": {"lr": 2e-3, "steps": 100, "warmup_steps": 10, "batch_size": 16},
+               "data": {"tasks": ["RhythmClosedQA", "AxisClosedQA"]}}
+_TINY_SFT_TRAIN = {"lr": 1e-3, "schedule": "cosine", "warmup_steps": 20, "batch_size": 16, "weight_decay": 0.01}
 RECIPES: dict[tuple[str, str], dict] = {
-    ("tiny", "align"): {"train": {"lr": 2e-3, "steps": 100, "warmup_steps": 10, "batch_size": 16},
-                        "data": {"tasks": ["RhythmClosedQA", "AxisClosedQA"]}},
-    ("tiny", "sft"): {"lora": {"r": 0}, "train": {"lr": 1e-3, "schedule": "cosine", "steps": 400,
-                                                  "warmup_steps": 20, "batch_size": 16, "weight_decay": 0.01},
+    ("tiny", "align"): _TINY_ALIGN,
+    ("tiny", "sft"): {"lora": {"r": 0}, "train": {**_TINY_SFT_TRAIN, "steps": 400},
                       "data": {"tasks": ["RhythmClosedQA", "AxisClosedQA"]}},
+    # GEM's signal path at toy size. The open rhythm question names the rhythm without the detour through an
+    # option letter: the most direct supervision of what the signal stream must carry.
+    ("tiny-gem", "align"): _TINY_ALIGN,
+    ("tiny-gem", "sft"): {"lora": {"r": 0}, "train": {**_TINY_SFT_TRAIN, "steps": 600},
+                          "data": {"tasks": ["RhythmClosedQA", "AxisClosedQA", "RhythmOpenQA"]}},
 }
 
 
