@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
 from toy_training import make_trainer  # noqa: E402
@@ -65,16 +66,23 @@ def test_ddp_two_processes_match_one(tmp_path):
 @pytest.mark.slow
 def test_fsdp_two_processes_match_one_and_resume_exactly(tmp_path):
     fsdp = torchrun(2, "fsdp", str(tmp_path / "fsdp"))
-    one = make_trainer(str(tmp_path / "one"), dropout=0.0).fit()
+    trainer = make_trainer(str(tmp_path / "one"), dropout=0.0)
+    one = trainer.fit()
     # Sharded over 2 processes with 2 micro-batches each (gradient sync on the last only) = one process
     # with the same global batch at once; the clipped norm is that of the whole gradient.
     assert fsdp["loss0"] == pytest.approx([r["loss"] for r in one], rel=1e-5)
     assert fsdp["grad_norm0"] == pytest.approx([r["grad_norm"] for r in one], rel=1e-5)
+    gathered = torch.load(tmp_path / "fsdp" / "full0_state.pt")
+    assert gathered.keys() == trainer.model.state_dict().keys()
+    for name, value in trainer.model.state_dict().items():
+        torch.testing.assert_close(gathered[name], value, rtol=1e-5, atol=1e-6)
     # A frozen layer and a frozen weight sharing an FSDP unit with a trained bias: only the bias moves.
     assert fsdp["frozen_unchanged"] and fsdp["trained_changed"]
     # With dropout (each process its own RNG stream), interrupted at step 3 and resumed under FSDP.
     assert fsdp["resumed_steps"] == list(range(1, 7)) and fsdp["resumed"] == fsdp["full"]
     assert len(fsdp["bf16"]) == 2 and all(math.isfinite(x) for x in fsdp["bf16"])
+    # bf16: frozen weights stored in bf16 before sharding, trainable ones keep fp32 masters, in one unit.
+    assert {n for n, d in fsdp["bf16_dtypes"].items() if d == "bfloat16"} == {"inp.weight", "inp.bias", "blocks.0.weight"}
     # The FSDP checkpoint is the single-process format: a plain model continues with the same losses.
     continued = make_trainer(str(tmp_path / "fsdp" / "cut0"), dropout=0.0, accumulation=2)
     assert continued.resume() and continued.step == 3
@@ -82,19 +90,18 @@ def test_fsdp_two_processes_match_one_and_resume_exactly(tmp_path):
 
 
 def test_bf16_training_keeps_frozen_weights_in_bf16_and_trainable_in_fp32(tmp_path):
-    import torch as torch_
     from toy_training import ToyData, collate, loss_fn
 
     from heartfast.train.loop import TrainConfig, Trainer
 
-    torch_.manual_seed(0)
-    model = torch_.nn.Sequential(torch_.nn.Linear(8, 16), torch_.nn.Linear(16, 1))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 1))
     model[0].requires_grad_(False)
     frozen_before = model[0].weight.detach().clone()
     config = TrainConfig(steps=2, lr=1e-2, batch_size=8, out=str(tmp_path), progress=False, precision="bf16")
     trainer = Trainer(model, ToyData(), collate, loss_fn, lambda b: len(b[0]), config)
-    assert model[0].weight.dtype == torch_.bfloat16 and model[1].weight.dtype == torch_.float32
-    assert torch_.equal(model[0].weight.float(), frozen_before.bfloat16().float())
+    assert model[0].weight.dtype == torch.bfloat16 and model[1].weight.dtype == torch.float32
+    assert torch.equal(model[0].weight.float(), frozen_before.bfloat16().float())
     rows = [trainer.train_step() for _ in range(2)]
     assert all(r["loss"] == r["loss"] for r in rows)          # finite, not NaN
-    assert model[1].weight.dtype == torch_.float32 and model[1].weight.grad is None
+    assert model[1].weight.dtype == torch.float32 and model[1].weight.grad is None

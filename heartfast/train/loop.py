@@ -21,7 +21,7 @@ import torch
 from torch.distributed.tensor import DTensor
 from tqdm.auto import tqdm
 
-from heartfast.train.checkpoint import load_checkpoint, save_checkpoint
+from heartfast.train.checkpoint import full_model_state, load_checkpoint, save_checkpoint
 from heartfast.train.distributed import (PARALLEL_MODES, DistInfo, all_reduce_sum, barrier, init_distributed,
                                          shard_fsdp, wrap_ddp)
 from heartfast.train.schedule import build_scheduler
@@ -140,6 +140,14 @@ class Trainer:
         payload = load_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.scheduler)
         self.step, self.order.position = payload["step"], payload["data"]["position"]
         return True
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The model's parameters and buffers, whole, on the CPU of rank 0 (others: empty under FSDP).
+
+        Under FSDP the model object holds only this process's shards (and forwards need every process),
+        so a trained model is saved or evaluated from this state: every process must call it.
+        """
+        return full_model_state(self.model)
 
     # ---- one optimizer step ------------------------------------------------------------------
     def _precision(self) -> str:

@@ -82,23 +82,30 @@ def full_weights(model: nn.Module) -> dict[str, torch.Tensor]:
 def fsdp_runs(out: Path) -> dict:
     """Losses and grad norms of 6-step FSDP runs: without dropout and with 2 micro-batches per process
     (to compare with one process taking the global batch at once), with
-    dropout uninterrupted and interrupted at step 3 then resumed, and a bf16 run; plus whether frozen
-    weights stayed unchanged. `out/cut0` is left interrupted at step 3 (no dropout) for a plain resume."""
+    dropout uninterrupted and interrupted at step 3 then resumed, and a bf16 run (with its parameter
+    dtypes); plus whether frozen
+    weights stayed unchanged. `out/cut0` is left interrupted at step 3 (no dropout) for a plain resume;
+    `out/full0_state.pt` holds the whole trained model of the first run (`Trainer.full_state_dict`)."""
     plain = make_trainer(str(out / "full0"), accumulation=2, dropout=0.0, parallel="fsdp")
     before = full_weights(plain.model)
     rows = plain.fit()
     after = full_weights(plain.model)
+    state = plain.full_state_dict()
+    if plain.dist.is_main:
+        torch.save(state, out / "full0_state.pt")
     frozen = [n for n in before if n.startswith("inp.") or n == "blocks.0.weight"]
     interrupted(str(out / "cut0"), 3, accumulation=2, dropout=0.0, parallel="fsdp")
     full = make_trainer(str(out / "full"), parallel="fsdp").fit()
     interrupted(str(out / "cut"), 3, parallel="fsdp")
     resumed = make_trainer(str(out / "cut"), parallel="fsdp").fit()
-    bf16 = make_trainer(str(out / "bf16"), steps=2, parallel="fsdp", precision="bf16").fit()
+    bf16_trainer = make_trainer(str(out / "bf16"), steps=2, parallel="fsdp", precision="bf16")
+    bf16 = bf16_trainer.fit()
+    dtypes = {n: str(p.dtype).removeprefix("torch.") for n, p in bf16_trainer.model.named_parameters()}
     return {"loss0": [r["loss"] for r in rows], "grad_norm0": [r["grad_norm"] for r in rows],
             "frozen_unchanged": all(torch.equal(before[n], after[n]) for n in frozen),
             "trained_changed": not torch.equal(before["blocks.0.bias"], after["blocks.0.bias"]),
             "full": [r["loss"] for r in full], "resumed": [r["loss"] for r in resumed],
-            "resumed_steps": [r["step"] for r in resumed], "bf16": [r["loss"] for r in bf16]}
+            "resumed_steps": [r["step"] for r in resumed], "bf16": [r["loss"] for r in bf16], "bf16_dtypes": dtypes}
 
 
 if __name__ == "__main__":
