@@ -82,7 +82,8 @@ def test_fsdp_two_processes_match_one_and_resume_exactly(tmp_path):
     assert fsdp["resumed_steps"] == list(range(1, 7)) and fsdp["resumed"] == fsdp["full"]
     assert len(fsdp["bf16"]) == 2 and all(math.isfinite(x) for x in fsdp["bf16"])
     # bf16: frozen weights stored in bf16 before sharding, trainable ones keep fp32 masters, in one unit.
-    assert {n for n, d in fsdp["bf16_dtypes"].items() if d == "bfloat16"} == {"inp.weight", "inp.bias", "blocks.0.weight"}
+    in_bf16 = {n for n, d in fsdp["bf16_dtypes"].items() if d == "bfloat16"}
+    assert in_bf16 == {"inp.weight", "inp.bias", "blocks.0.weight"}
     # The FSDP checkpoint is the single-process format: a plain model continues with the same losses.
     continued = make_trainer(str(tmp_path / "fsdp" / "cut0"), dropout=0.0, accumulation=2)
     assert continued.resume() and continued.step == 3
