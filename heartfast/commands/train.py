@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from heartfast.io.record import ECGDataError
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     except (ECGDataError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if int(os.environ.get("RANK", "0")) != 0:   # under torchrun the main process reports
+        return 0
     if "eval" in summary:
         for task, row in summary["eval"].items():
             print(f"{task:<20} accuracy {row['accuracy']:.3f} ({row['items']} held-out items)")

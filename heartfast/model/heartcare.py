@@ -245,13 +245,16 @@ class HeartcareGPT(nn.Module):
         return HeartcareOutput(logits if return_logits else None, loss, count)
 
     # ---- save / load --------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path, tokenizer=None) -> Path:
+    def save_pretrained(self, directory: str | Path, tokenizer=None,
+                        state: dict[str, torch.Tensor] | None = None) -> Path:
+        """config.json + model.safetensors (+ the tokenizer). `state`: the full state dict when this module
+        holds only shards of it (FSDP gathers it with `Trainer.full_state_dict`)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = asdict(self.config)
         config["llm"] = self.llm.config.to_dict()
         (directory / "config.json").write_text(json.dumps({"model": "heartcare", **config}, indent=1))
-        save_state(self.state_dict(), directory / "model.safetensors")
+        save_state(self.state_dict() if state is None else state, directory / "model.safetensors")
         if tokenizer is not None:
             tokenizer.save_pretrained(str(directory))
         return directory

@@ -69,7 +69,7 @@ class FeatureCache:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")   # one per process: torchrun ranks save alike
         torch.save({"signal": self.signal, "image": self.image}, tmp)
         os.replace(tmp, self.path)
 

@@ -78,7 +78,13 @@ def load_model(config: StageConfig) -> tuple[HeartcareGPT, object]:
                                        signal_dir=m.signal_encoder or None)
     model.llm.gradient_checkpointing = m.gradient_checkpointing
     if torch.cuda.is_available():   # the encoders run once over the data; do it where training will run
-        model.cuda(int(os.environ.get("LOCAL_RANK", "0")))
+        device = int(os.environ.get("LOCAL_RANK", "0"))
+        if config.train.parallel == "fsdp":   # the decoder goes to the GPU shard by shard, in the trainer
+            for encoder in (model.vision, model.signal_encoder):
+                if encoder is not None:
+                    encoder.cuda(device)
+        else:
+            model.cuda(device)
     return model, tokenizer
 
 
@@ -190,8 +196,13 @@ def run_stage(config: StageConfig, progress: bool = True) -> dict:
     history = trainer.fit()
     summary = {"stage": config.stage, "steps": trainer.step, "train_items": len(samples),
                "mean_tokens": mean_tokens, **counts, "losses": [round(r["loss"], 5) for r in history]}
+    state = trainer.full_state_dict() if trainer.sharded else None   # every process takes part in the gather
     if trainer.dist.is_main:
-        model.save_pretrained(out / "model", tokenizer)
+        if state is None:
+            model.save_pretrained(out / "model", tokenizer)
+        else:   # the sharded model holds pieces: save the gathered weights and evaluate a whole copy
+            model.save_pretrained(out / "model", tokenizer, {k.removeprefix("model."): v for k, v in state.items()})
+            model = HeartcareGPT.from_pretrained(out / "model", device=trainer.device)
         if config.evaluate:
             held_out = [it for it in items if it.split == config.data.eval_split]
             summary["eval"] = closed_qa_accuracy(model, tokenizer, held_out, cache)
