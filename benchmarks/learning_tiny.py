@@ -1,11 +1,11 @@
-"""The learning goal of the trainer: the `tiny` preset's sft recipe on synthetic instruction data, timed,
-then scored on held-out synthetic rhythm and axis closed questions with a confusion table per task.
+"""The learning goal of the trainer: a tiny preset's sft recipe on synthetic instruction data, timed, then
+scored on held-out synthetic rhythm and axis closed questions with a confusion table per task.
 
     .venv/bin/python benchmarks/learning_tiny.py                       # the recipe as `heartfast train sft` runs it
-    .venv/bin/python benchmarks/learning_tiny.py --set train.steps=300 --heldout synthetic:400:9
+    .venv/bin/python benchmarks/learning_tiny.py --preset tiny-gem --data synthetic:4000 --heldout synthetic:400:7
 
-Training is `heartfast.train.stages.run_stage` on `load_config("sft", preset="tiny")` plus the `--set`
-overrides: exactly `heartfast train sft --preset tiny --data DATA --out OUT [--set ...]`. Wall time and CPU
+Training is `heartfast.train.stages.run_stage` on `load_config("sft", preset=PRESET)` plus the `--set`
+overrides: exactly `heartfast train sft --preset PRESET --data DATA --out OUT [--set ...]`. Wall time and CPU
 time (this process, all threads) are measured around it. The held-out set is records of another generator
 seed (other patients than any training record), every split of it; each closed question is answered by the
 option letter the model scores highest after the prompt (what greedy decoding emits first), as the stage's
