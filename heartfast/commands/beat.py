@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from heartfast.io.record import ECGDataError
 
 def train(args: argparse.Namespace) -> int:
     from heartfast.train.beat import quality_table, run_beat_stage
+    from heartfast.train.distributed import shutdown_distributed
     from heartfast.train.loop import TrainConfig
 
     lr = args.lr if args.lr is not None else (3e-3 if args.preset == "tiny" else 1e-3)
@@ -22,6 +24,9 @@ def train(args: argparse.Namespace) -> int:
     except ECGDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    shutdown_distributed()   # under torchrun: leave the group together; the main process reports
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     print(f"tokenizer saved to {Path(args.out) / 'model'}; held-out quality ({metrics['windows']} windows):")
     print(quality_table(metrics))
     return 0

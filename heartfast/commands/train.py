@@ -30,6 +30,7 @@ def _flags(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from heartfast.train.config import load_config
+    from heartfast.train.distributed import shutdown_distributed
     from heartfast.train.stages import run_stage
 
     try:
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     except (ECGDataError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    shutdown_distributed()   # all processes got here: leave the group together
     if int(os.environ.get("RANK", "0")) != 0:   # under torchrun the main process reports
         return 0
     if "eval" in summary:

@@ -56,6 +56,14 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def shutdown_distributed() -> None:
+    """Leave the process group together: a process that exits while its peer still tears down gloo's
+    connections can make that peer abort (seen once as SIGABRT in a loaded CI run)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def gather_objects(obj: object) -> list:
     """`obj` from every process, in rank order (a list of one without a process group)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:

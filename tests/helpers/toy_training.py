@@ -109,6 +109,8 @@ def fsdp_runs(out: Path) -> dict:
 
 
 if __name__ == "__main__":
+    from heartfast.train.distributed import shutdown_distributed
+
     if sys.argv[1] == "fsdp":
         result = fsdp_runs(Path(sys.argv[2]))
         if torch.distributed.get_rank() == 0:
@@ -118,3 +120,4 @@ if __name__ == "__main__":
         history = trainer.fit()
         if trainer.dist.is_main:
             print(json.dumps([round(r["loss"], 6) for r in history]))
+    shutdown_distributed()
