@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from source_tree import use_source_tree  # noqa: E402
 
 use_source_tree()
-from gpu.train import BATCH, _checkpoint, _heartfast, _peft, make_samples  # noqa: E402
+from gpu.train import ALPHA, BATCH, DROPOUT, R, _checkpoint, _peft, make_samples  # noqa: E402
+from sft_setup import sft_trainer  # noqa: E402
 
 
 def profile(name: str, step, rows: int) -> None:
@@ -41,7 +42,7 @@ def main() -> None:
     data = make_samples(4 * BATCH, 200, 1000)
     with tempfile.TemporaryDirectory() as directory, tempfile.TemporaryDirectory() as out:
         hf = _checkpoint(directory)
-        trainer = _heartfast(directory, data, out)
+        trainer = sft_trainer(directory, data, out, R, ALPHA, DROPOUT, BATCH)
         profile("heartfast sft (packed)", trainer.train_step, args.rows)
         del trainer
         step, _ = _peft(hf, data)

@@ -17,6 +17,7 @@ import torch
 
 from heartfast.train.losses import IGNORE_INDEX
 from heartfast.train.packing import Sample, pad
+from sft_setup import sft_trainer
 
 
 @pytest.fixture(autouse=True)
@@ -49,23 +50,10 @@ def same_weights(tmp_path_factory):
     return hf, path, samples(hf.config.vocab_size)
 
 
-def _heartfast_trainer(path, data, out):
-    from heartfast.train.config import load_config
-    from heartfast.train.stages import load_model, set_trainable, stage_trainer
-
-    config = load_config("sft", overrides=[f"model.llm='{path}'", f"lora.r={R}", f"lora.alpha={ALPHA}",
-                                           f"lora.dropout={DROPOUT}", f"train.batch_size={BATCH}",
-                                           "train.steps=1000", "train.progress=false", f"train.out='{out}'"],
-                         preset="tiny")
-    model, _ = load_model(config)
-    set_trainable(model, config)
-    return stage_trainer(model, data, config.train)
-
-
 @pytest.mark.benchmark(group=GROUP)
 def test_heartfast_sft_step(benchmark, same_weights, tmp_path):
     _, path, data = same_weights
-    trainer = _heartfast_trainer(path, data, tmp_path)
+    trainer = sft_trainer(path, data, str(tmp_path), R, ALPHA, DROPOUT, BATCH)
     benchmark.pedantic(trainer.train_step, rounds=4, warmup_rounds=1)
     benchmark.extra_info["samples_per_s"] = round(BATCH / benchmark.stats.stats.mean, 2)
 

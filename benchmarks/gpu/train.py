@@ -22,6 +22,7 @@ import torch
 
 from heartfast.train.losses import IGNORE_INDEX
 from heartfast.train.packing import Sample, pack, pad
+from sft_setup import sft_trainer
 
 BATCH, ANSWER, R, ALPHA, DROPOUT = 16, 64, 64, 128.0, 0.05
 SHAPE = dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
@@ -58,19 +59,6 @@ def _checkpoint(directory: str):
     hf.save_pretrained(directory)
     vocab.byte_tokenizer().save_pretrained(directory)   # any tokenizer: the samples are token ids
     return hf
-
-
-def _heartfast(directory: str, data: list[Sample], out: str):
-    from heartfast.train.config import load_config
-    from heartfast.train.stages import load_model, set_trainable, stage_trainer
-
-    config = load_config("sft", overrides=[f"model.llm='{directory}'", f"lora.r={R}", f"lora.alpha={ALPHA}",
-                                           f"lora.dropout={DROPOUT}", f"train.batch_size={BATCH}",
-                                           "train.steps=100000", "train.progress=false", f"train.out='{out}'"],
-                         preset="tiny")
-    model, _ = load_model(config)
-    set_trainable(model, config)
-    return stage_trainer(model, data, config.train)
 
 
 def _peft(hf, data: list[Sample]):
@@ -119,7 +107,7 @@ def run(suite) -> None:
     flops = step_flops(data[:BATCH])   # the samples differ per step; their mean is close to this batch's
     with tempfile.TemporaryDirectory() as directory, tempfile.TemporaryDirectory() as out:
         hf = _checkpoint(directory)
-        trainer = _heartfast(directory, data, out)
+        trainer = sft_trainer(directory, data, out, R, ALPHA, DROPOUT, BATCH)
         peft_step, peft_loss = _peft(hf, data)
         hf_bf16 = _checkpoint(directory).to(torch.bfloat16)
         peft_bf16_step, _ = _peft(hf_bf16, data)
