@@ -160,12 +160,15 @@ class HeartcareGPT(nn.Module):
         self.config.lora = config.to_dict()
         return names
 
+    def encoders(self) -> list[nn.Module]:
+        """The signal encoder and the vision tower that this model has."""
+        return [m for m in (self.vision, self.signal_encoder) if m is not None]
+
     def freeze_encoders(self) -> None:
         """The signal encoder and the vision tower are frozen in every HeartcareGPT / GEM stage."""
-        for module in (self.vision, self.signal_encoder):
-            if module is not None:
-                module.requires_grad_(False)
-                module.eval()
+        for module in self.encoders():
+            module.requires_grad_(False)
+            module.eval()
 
     def train(self, mode: bool = True) -> "HeartcareGPT":
         super().train(mode)

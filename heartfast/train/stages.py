@@ -80,9 +80,8 @@ def load_model(config: StageConfig) -> tuple[HeartcareGPT, object]:
     if torch.cuda.is_available():   # the encoders run once over the data; do it where training will run
         device = int(os.environ.get("LOCAL_RANK", "0"))
         if config.train.parallel == "fsdp":   # the decoder goes to the GPU shard by shard, in the trainer
-            for encoder in (model.vision, model.signal_encoder):
-                if encoder is not None:
-                    encoder.cuda(device)
+            for encoder in model.encoders():
+                encoder.cuda(device)
         else:
             model.cuda(device)
     return model, tokenizer
