@@ -19,13 +19,13 @@ SCRIPT = textwrap.dedent('''
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-    from heartfast.kernels import dual_projection as DP, flash_attention as F, paged_attention as P, vq as VQ
+    from heartfast.kernels import decoder as DEC, dual_projection as DP, flash_attention as F, paged_attention as P, vq as VQ
 
     def compile_sm90(kernel, pointers, constants, floats=()):
         fn = kernel
         while not isinstance(fn, triton.runtime.JITFunction):
             fn = fn.fn  # unwrap the autotuner
-        config = kernel.configs[0]
+        config = kernel.configs[0] if hasattr(kernel, "configs") else triton.Config({}, num_warps=4, num_stages=2)
         constants = {**constants, **config.kwargs}
         signature = {name: "constexpr" if name in constants else "*" + pointers[name] if name in pointers
                      else "fp32" if name in floats else "i32" for name in fn.arg_names}
@@ -57,6 +57,12 @@ SCRIPT = textwrap.dedent('''
         compile_sm90(DP._grouped_projection_kernel, linear,
                      dict(GELU0=True, SCATTER0=True, GELU1=False, SCATTER1=False, HAS_NORM=has_norm,
                           STORE_PRE=True, IEEE=False, NORM_ROWS=DP.NORM_ROWS), ("eps",))
+    for t in ("bf16", "fp32"):
+        compile_sm90(DEC._add_rms_norm_kernel, dict(x_ptr=t, delta_ptr=t, w_ptr=t, out_ptr=t, sum_ptr=t),
+                     dict(HAS_DELTA=True, BLOCK=2048), ("eps",))
+        compile_sm90(DEC._rotary_kernel, dict(q_ptr=t, k_ptr=t, cos_ptr=t, sin_ptr=t),
+                     dict(BLOCK_HQ=32, BLOCK_HK=4, BLOCK_HALF=32))
+        compile_sm90(DEC._silu_mul_kernel, dict(g_ptr=t, u_ptr=t, out_ptr=t), dict(BLOCK=1024))
     print("compiled")
 ''')
 

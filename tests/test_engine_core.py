@@ -66,7 +66,7 @@ def test_scheduler_budget_chunked_prefill_and_decode():
     assert all(c.samples for c in chunks)
     for c in chunks:
         sched.complete(c)
-        c.seq.output_ids.append(7)
+        c.seq.append(7)
     chunks = sched.schedule()
     assert [(c.seq.key, c.start, c.length) for c in chunks] == [(0, 12, 1), (1, 3, 1)]
 
@@ -78,7 +78,7 @@ def test_preemption_when_cache_runs_out_then_recompute():
     sched.add(b)
     for c in sched.schedule():
         sched.complete(c)
-        c.seq.output_ids.append(1)
+        c.seq.append(1)
     chunks = sched.schedule()                       # a needs a 3rd block: b is preempted
     assert [c.seq.key for c in chunks] == [0] and sched.preemptions == 1
     assert b.num_computed == 0 and sched.waiting[0] is b and not b.block_table
@@ -132,6 +132,6 @@ def test_request_sharing_an_uncomputed_prefix_waits_one_step_then_reuses_it():
     assert [ch.seq.key for ch in first] == [0, 2]          # b shares a's first block: deferred
     for ch in first:
         sched.complete(ch)
-        ch.seq.output_ids.append(1)
+        ch.seq.append(1)
     second = sched.schedule()
     assert [(ch.seq.key, ch.start) for ch in second] == [(0, 10), (2, 10), (1, 8)]   # b skips 8 cached tokens

@@ -94,15 +94,25 @@ class BlockManager:
         while len(table) < self.blocks_needed(num_tokens):
             table.append(self._take())
 
-    def commit(self, table: list[int], keys: Sequence[int], num_computed: int) -> None:
-        """Name the full blocks whose KV is now computed so later requests can share them."""
+    def commit(self, table: list[int], keys: Sequence[int], num_computed: int,
+               known: list[int] | None = None) -> None:
+        """Name the full blocks whose KV is now computed so later requests can share them.
+
+        `known` holds the chained hashes of the table's blocks committed earlier and is extended in place,
+        so a sequence hashes each block once rather than its whole history every decode step.
+        """
         if not self.enable_prefix_cache:
             return
-        for i, h in enumerate(block_hashes(keys[:num_computed], self.block_size)):
+        known = [] if known is None else known
+        parent = known[-1] if known else 0
+        size = self.block_size
+        for i in range(len(known), num_computed // size):
+            parent = hash((parent, tuple(keys[i * size:(i + 1) * size])))
+            known.append(parent)
             block = table[i]
-            if self.block_hash[block] is None and h not in self.cached:
-                self.block_hash[block] = h
-                self.cached[h] = block
+            if self.block_hash[block] is None and parent not in self.cached:
+                self.block_hash[block] = parent
+                self.cached[parent] = block
 
     def release(self, table: list[int]) -> None:
         for block in reversed(table):

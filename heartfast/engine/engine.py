@@ -78,6 +78,7 @@ class Engine:
                  prefix_cache: bool = True, gpu_memory_fraction: float = 0.5, cuda_graphs: bool = True) -> None:
         self.model = model.eval()
         self.lm: DecoderLM = model.llm if isinstance(model, HeartcareGPT) else model
+        self.lm.fuse_projections()
         self.tokenizer = tokenizer
         param = next(self.lm.parameters())
         self.device, self.dtype = param.device, param.dtype
@@ -129,7 +130,8 @@ class Engine:
         if not isinstance(self.model, HeartcareGPT):
             if any(r.signals or r.images for r in requests):
                 raise ValueError("this engine serves a text-only decoder: requests cannot carry signals or images")
-            return [(self._sequence(r, first_key + i, self._ids(r)), None) for i, r in enumerate(requests)]
+            return [(self._sequence(r, first_key + i, ids, list(ids)), None)
+                    for i, r in enumerate(requests) for ids in [self._ids(r)]]
         discrete = self.model.config.signal_mode == "discrete"
         spans = self.model.spans
         all_ids, sig_feats, img_feats, seq_keys = [], [], [], []
@@ -163,8 +165,7 @@ class Engine:
             embeds = self.model.embed(batch)[0]
         out, offset = [], 0
         for i, (r, ids) in enumerate(zip(requests, all_ids)):
-            seq = self._sequence(r, first_key + i, ids)
-            seq.cache_keys = seq_keys[i]
+            seq = self._sequence(r, first_key + i, ids, seq_keys[i])
             out.append((seq, embeds[offset:offset + len(ids)]))
             offset += len(ids)
         return out
@@ -191,13 +192,13 @@ class Engine:
             return self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"]
         return list(r.prompt)
 
-    def _sequence(self, r: Request, key: int, ids: list[int]) -> Sequence:
+    def _sequence(self, r: Request, key: int, ids: list[int], cache_keys: list[int]) -> Sequence:
         if not ids:
             raise ValueError(f"request {r.id}: empty prompt")
         if len(ids) + r.params.max_tokens > self.max_model_len:
             raise ValueError(f"request {r.id}: {len(ids)} prompt + {r.params.max_tokens} new tokens exceed the "
                              f"model's {self.max_model_len}-token window")
-        return Sequence(r.id, key, ids, r.params, list(ids))
+        return Sequence(r.id, key, ids, r.params, cache_keys)
 
     # ---- the loop ------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -234,7 +235,7 @@ class Engine:
                 tokens = self.sampler(torch.stack([row for _, row in sampled]), [s.params for s in seqs],
                                       [s.token_ids for s in seqs], [s.key for s in seqs])
                 for seq, token in zip(seqs, tokens):
-                    seq.output_ids.append(token)
+                    seq.append(token)
                     reason = self._finished(seq)
                     if reason:
                         scheduler.finish(seq, reason)

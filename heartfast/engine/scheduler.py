@@ -28,21 +28,24 @@ class Sequence:
     cache_keys: list[int]                  # per prompt token: token id, or a content key for ECG/image slots
     output_ids: list[int] = field(default_factory=list)
     block_table: list[int] = field(default_factory=list)
+    committed_hashes: list[int] = field(default_factory=list)   # chained hashes of the blocks committed so far
     num_computed: int = 0                  # tokens whose K/V are in the cache
     finished: bool = False
     finish_reason: str = ""
 
-    @property
-    def token_ids(self) -> list[int]:
-        return self.prompt_ids + self.output_ids
+    def __post_init__(self) -> None:
+        # prompt + output, kept as growing lists: a decode step reads them for every running sequence
+        self.token_ids: list[int] = self.prompt_ids + self.output_ids
+        self.keys: list[int] = self.cache_keys + self.output_ids
+
+    def append(self, token: int) -> None:
+        self.output_ids.append(token)
+        self.token_ids.append(token)
+        self.keys.append(token)
 
     @property
     def num_tokens(self) -> int:
-        return len(self.prompt_ids) + len(self.output_ids)
-
-    @property
-    def keys(self) -> list[int]:
-        return self.cache_keys + self.output_ids
+        return len(self.token_ids)
 
     def first_block_hash(self, block_size: int) -> int | None:
         hashes = block_hashes(self.cache_keys[:block_size], block_size)
@@ -84,8 +87,9 @@ class Scheduler:
 
     def schedule(self) -> list[Chunk]:
         budget, chunks = self.max_batched_tokens, []
+        preempted_before = self.preemptions
         for seq in list(self.running):
-            if seq not in self.running:          # preempted while making room for an earlier one
+            if self.preemptions != preempted_before and seq not in self.running:   # preempted for an earlier one
                 continue
             remaining = seq.num_tokens - seq.num_computed
             if remaining == 1 and not self._make_room(seq):
@@ -136,13 +140,15 @@ class Scheduler:
         self.running.remove(seq)
         self.blocks.release(seq.block_table)
         seq.num_computed = 0
+        seq.committed_hashes.clear()
         self.waiting.appendleft(seq)
         self.preemptions += 1
 
     def complete(self, chunk: Chunk) -> None:
         """Record that a chunk's K/V are written; name its full blocks for the prefix cache."""
         chunk.seq.num_computed = chunk.start + chunk.length
-        self.blocks.commit(chunk.seq.block_table, chunk.seq.keys, chunk.seq.num_computed)
+        self.blocks.commit(chunk.seq.block_table, chunk.seq.keys, chunk.seq.num_computed,
+                           chunk.seq.committed_hashes)
 
     def finish(self, seq: Sequence, reason: str) -> None:
         seq.finished, seq.finish_reason = True, reason

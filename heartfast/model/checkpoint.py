@@ -51,5 +51,8 @@ def save_state(state: dict[str, torch.Tensor], path: str | Path) -> None:
         if key in seen and tensor.numel():
             continue
         seen[key] = name
-        out[name] = tensor.detach().contiguous().cpu()
+        tensor = tensor.detach().contiguous().cpu()
+        if tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+            tensor = tensor.clone()      # a view into a larger buffer (fused projections): safetensors wants its own
+        out[name] = tensor
     save_file(out, str(path))

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from heartfast.ops.attention import attention
+from heartfast.ops.decoder import add_rms_norm, rotary, silu_mul
 
 ARCHITECTURES = ("llama", "qwen2", "phi3")
 ROPE_TYPES = ("default", "linear", "dynamic", "llama3", "longrope")
@@ -154,10 +155,11 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(dtype)
+        return add_rms_norm(x, None, self.weight, self.eps)[0]
+
+    def add(self, x: torch.Tensor, delta: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(norm(x + delta), x + delta): the residual update fused with the norm that follows it."""
+        return add_rms_norm(x, delta, self.weight, self.eps)
 
 
 class Rotary(nn.Module):
@@ -236,14 +238,38 @@ def _llama3_inv_freq(inv: torch.Tensor, rope: dict) -> torch.Tensor:
     return torch.where(medium, blended, scaled)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the first cos.shape[-1] features of x [B, S, H, D] (rotate-half convention); the rest pass."""
-    rot = cos.shape[-1]
-    x_rot, x_pass = x[..., :rot], x[..., rot:]
-    half = rot // 2
-    rotated = torch.cat((-x_rot[..., half:], x_rot[..., :half]), dim=-1)
-    out = x_rot * cos[:, :, None] + rotated * sin[:, :, None]
-    return torch.cat((out, x_pass), dim=-1) if x_pass.shape[-1] else out
+class FusedRows:
+    """Several Linear layers on one input (q/k/v, gate/up) whose weights are row blocks of one matrix, so
+    inference runs one GEMM instead of several. The layers keep their own Parameters (views into the
+    shared matrix), so names, checkpoints and `load_state_dict` work as before; when a layer's weight is
+    replaced (moved, reassigned, wrapped with LoRA) or a gradient is needed, callers use the layers."""
+
+    def __init__(self, layers: list[nn.Linear], weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        self.layers, self.weight, self.bias = layers, weight, bias
+
+    @classmethod
+    def of(cls, *layers: nn.Linear) -> "FusedRows | None":
+        if any(type(layer) is not nn.Linear for layer in layers) or \
+                len({(layer.weight.device, layer.weight.dtype, layer.bias is None) for layer in layers}) != 1:
+            return None
+        weight = torch.cat([layer.weight.detach() for layer in layers])
+        bias = torch.cat([layer.bias.detach() for layer in layers]) if layers[0].bias is not None else None
+        start = 0
+        for layer in layers:
+            rows = slice(start, start + layer.out_features)
+            layer.weight = nn.Parameter(weight[rows], requires_grad=layer.weight.requires_grad)
+            if bias is not None:
+                layer.bias = nn.Parameter(bias[rows], requires_grad=layer.bias.requires_grad)
+            start += layer.out_features
+        return cls(list(layers), weight, bias)
+
+    def usable(self) -> bool:
+        first = self.layers[0]
+        return (not torch.is_grad_enabled() and type(first) is nn.Linear
+                and first.weight.data_ptr() == self.weight.data_ptr())
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
 
 
 class SelfAttention(nn.Module):
@@ -258,16 +284,23 @@ class SelfAttention(nn.Module):
             self.k_proj = nn.Linear(cfg.hidden_size, hkv * d, bias=cfg.qkv_bias)
             self.v_proj = nn.Linear(cfg.hidden_size, hkv * d, bias=cfg.qkv_bias)
         self.o_proj = nn.Linear(hq * d, cfg.hidden_size, bias=cfg.attention_bias)
+        self._qkv: FusedRows | None = None
+
+    def fuse_projections(self) -> None:
+        if self.cfg.arch != "phi3":
+            self._qkv = FusedRows.of(self.q_proj, self.k_proj, self.v_proj)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: AttentionHook) -> torch.Tensor:
         b, s, _ = x.shape
         d, hq, hkv = self.cfg.head_dim, self.cfg.num_attention_heads, self.cfg.num_key_value_heads
         if self.cfg.arch == "phi3":
             q, k, v = self.qkv_proj(x).split([hq * d, hkv * d, hkv * d], dim=-1)
+        elif self._qkv is not None and self._qkv.usable():
+            q, k, v = self._qkv(x).split([hq * d, hkv * d, hkv * d], dim=-1)
         else:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         q, k, v = q.view(b, s, hq, d), k.view(b, s, hkv, d), v.view(b, s, hkv, d)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = rotary(q, k, cos, sin)
         out = kv.attend(self.layer_idx, q, k, v)
         return self.o_proj(out.reshape(b, s, hq * d))
 
@@ -283,13 +316,20 @@ class SwiGLU(nn.Module):
             self.gate_proj = nn.Linear(h, i, bias=cfg.mlp_bias)
             self.up_proj = nn.Linear(h, i, bias=cfg.mlp_bias)
         self.down_proj = nn.Linear(i, h, bias=cfg.mlp_bias)
+        self._gate_up: FusedRows | None = None
+
+    def fuse_projections(self) -> None:
+        if not self.fused:
+            self._gate_up = FusedRows.of(self.gate_proj, self.up_proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused:
             gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        elif self._gate_up is not None and self._gate_up.usable():
+            gate, up = self._gate_up(x).chunk(2, dim=-1)
         else:
             gate, up = self.gate_proj(x), self.up_proj(x)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(silu_mul(gate, up))
 
 
 class DecoderLayer(nn.Module):
@@ -300,9 +340,13 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: AttentionHook) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, kv)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x: torch.Tensor, delta: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+                kv: AttentionHook) -> tuple[torch.Tensor, torch.Tensor]:
+        """(residual stream, this layer's MLP output): the caller's next norm adds the two (`RMSNorm.add`),
+        so each residual addition runs fused with the norm after it."""
+        h, x = self.input_layernorm.add(x, delta)
+        h, x = self.post_attention_layernorm.add(x, self.self_attn(h, cos, sin, kv))
+        return x, self.mlp(h)
 
 
 class DecoderBody(nn.Module):
@@ -332,6 +376,14 @@ class DecoderLM(nn.Module):
     def embed_tokens(self) -> nn.Embedding:
         return self.model.embed_tokens
 
+    def fuse_projections(self) -> "DecoderLM":
+        """Lay q/k/v and gate/up weights out as one matrix each (no extra memory) for one GEMM apiece at
+        inference. Call after the model is on its device and in its dtype; training is unaffected."""
+        for layer in self.model.layers:
+            layer.self_attn.fuse_projections()
+            layer.mlp.fuse_projections()
+        return self
+
     def decode(self, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
                positions: torch.Tensor | None = None, kv: AttentionHook | None = None) -> torch.Tensor:
         """Final-norm hidden states [B, S, hidden] from ids [B, S] or embeddings [B, S, hidden].
@@ -346,12 +398,13 @@ class DecoderLM(nn.Module):
             positions = torch.arange(s, device=x.device).expand(b, s)
         kv = kv if kv is not None else DenseCausal(self.config.sliding_window)
         cos, sin = self.rotary(positions, x.dtype)
+        delta = None
         for layer in self.model.layers:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(layer, x, cos, sin, kv, use_reentrant=False)
+                x, delta = checkpoint(layer, x, delta, cos, sin, kv, use_reentrant=False)
             else:
-                x = layer(x, cos, sin, kv)
-        return self.model.norm(x)
+                x, delta = layer(x, delta, cos, sin, kv)
+        return self.model.norm.add(x, delta)[0]
 
     def forward(self, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, kv: AttentionHook | None = None) -> torch.Tensor:

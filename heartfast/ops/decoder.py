@@ -1,0 +1,68 @@
+"""`add_rms_norm`, `rotary`, `silu_mul`: a decoder layer's elementwise steps, fused on the GPU at inference.
+
+The torch references are transformers' Llama code (RMSNorm in fp32 cast back before the weight, rotate-half
+RoPE, SiLU then product) and are the path for CPU tensors and for anything autograd must see: the Triton
+kernels (kernels/decoder.py) have no backward, so they run only when no input requires a gradient.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from heartfast.ops.backend import use_triton
+
+
+def _fused(*tensors: torch.Tensor) -> bool:
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    return not needs_grad and use_triton(*tensors)
+
+
+def add_rms_norm_reference(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor,
+                           eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    total = x if delta is None else x + delta
+    x32 = total.float()
+    normed = (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(total.dtype)
+    return weight * normed, total
+
+
+def add_rms_norm(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor,
+                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(RMSNorm(x + delta) * weight, x + delta): the residual stream's update and the next norm in one pass."""
+    tensors = (x, weight) if delta is None else (x, delta, weight)
+    if _fused(*tensors):
+        from heartfast.kernels.decoder import add_rms_norm as kernel
+
+        return kernel(x, delta, weight, eps)
+    return add_rms_norm_reference(x, delta, weight, eps)
+
+
+def rotary_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the first cos.shape[-1] features of x [..., H, D] by cos/sin [..., rot] (rotate-half)."""
+    rot = cos.shape[-1]
+    x_rot, x_pass = x[..., :rot], x[..., rot:]
+    half = rot // 2
+    rotated = torch.cat((-x_rot[..., half:], x_rot[..., :half]), dim=-1)
+    out = x_rot * cos.unsqueeze(-2) + rotated * sin.unsqueeze(-2)
+    return torch.cat((out, x_pass), dim=-1) if x_pass.shape[-1] else out
+
+
+def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
+           sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE on q [..., Hq, D] and k [..., Hk, D] with cos/sin [..., rot]; the fused path rotates in place."""
+    if _fused(q, k, cos, sin):
+        from heartfast.kernels.decoder import rotary_
+
+        lead = q.shape[:-2]
+        q2, k2 = q.view(-1, *q.shape[-2:]), k.view(-1, *k.shape[-2:])
+        rotary_(q2, k2, cos.reshape(-1, cos.shape[-1]), sin.reshape(-1, sin.shape[-1]))
+        return q2.view(*lead, *q.shape[-2:]), k2.view(*lead, *k.shape[-2:])
+    return rotary_reference(q, cos, sin), rotary_reference(k, cos, sin)
+
+
+def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up (SwiGLU's activation)."""
+    if _fused(gate, up):
+        from heartfast.kernels.decoder import silu_mul as kernel
+
+        return kernel(gate, up)
+    return F.silu(gate) * up
