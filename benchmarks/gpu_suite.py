@@ -134,7 +134,8 @@ def environment() -> dict:
         "driver": run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]),
         "torch": torch.__version__, "triton": triton.__version__, "cuda": torch.version.cuda,
         "python": platform.python_version(),
-        "commit": run(["git", "-C", str(ROOT), "rev-parse", "HEAD"]) or "unknown",
+        # the device tool copies the working tree but not always a current .git: callers may name the commit
+        "commit": os.environ.get("HEARTFAST_COMMIT") or run(["git", "-C", str(ROOT), "rev-parse", "HEAD"]) or "unknown",
         "date": dt.date.today().isoformat(),
     }
 
