@@ -58,11 +58,15 @@ SCRIPT = textwrap.dedent('''
                      dict(GELU0=True, SCATTER0=True, GELU1=False, SCATTER1=False, HAS_NORM=has_norm,
                           STORE_PRE=True, IEEE=False, NORM_ROWS=DP.NORM_ROWS), ("eps",))
     for t in ("bf16", "fp32"):
-        compile_sm90(DEC._add_rms_norm_kernel, dict(x_ptr=t, delta_ptr=t, w_ptr=t, out_ptr=t, sum_ptr=t),
-                     dict(HAS_DELTA=True, BLOCK=2048), ("eps",))
-        compile_sm90(DEC._rotary_kernel, dict(q_ptr=t, k_ptr=t, cos_ptr=t, sin_ptr=t),
-                     dict(BLOCK_HQ=32, BLOCK_HK=4, BLOCK_HALF=32))
+        compile_sm90(DEC._add_rms_norm_kernel, dict(x_ptr=t, delta_ptr=t, w_ptr=t, out_ptr=t, sum_ptr=t,
+                     rstd_ptr="fp32"), dict(HAS_DELTA=True, BLOCK=2048), ("eps",))
+        compile_sm90(DEC._rms_norm_backward_kernel, dict(dout_ptr=t, dtotal_ptr=t, total_ptr=t, w_ptr=t,
+                     rstd_ptr="fp32", dx_ptr=t, dw_part_ptr="fp32"), dict(HAS_DTOTAL=True, BLOCK=2048))
+        compile_sm90(DEC._rotary_kernel, dict(q_ptr=t, k_ptr=t, qo_ptr=t, ko_ptr=t, cos_ptr=t, sin_ptr=t),
+                     dict(INVERSE=True, BLOCK_HQ=32, BLOCK_HK=4, BLOCK_HALF=32))
         compile_sm90(DEC._silu_mul_kernel, dict(g_ptr=t, u_ptr=t, out_ptr=t), dict(BLOCK=1024))
+        compile_sm90(DEC._silu_mul_backward_kernel, dict(dout_ptr=t, g_ptr=t, u_ptr=t, dg_ptr=t, du_ptr=t),
+                     dict(BLOCK=1024))
     print("compiled")
 ''')
 

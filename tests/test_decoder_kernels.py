@@ -66,12 +66,59 @@ def test_silu_mul_on_fused_gate_up(triton_backend, dtype):
     assert rel(got, torch.nn.functional.silu(gate) * up) < TOLERANCE[dtype]
 
 
-def test_kernels_stay_out_of_autograd(triton_backend):
-    """With a gradient to compute, the ops take the torch path, so backward works."""
-    x = torch.randn(4, 32, requires_grad=True)
-    out, _ = add_rms_norm(x, None, torch.ones(32), 1e-5)
-    out.sum().backward()
-    assert x.grad is not None
+def _grads(fn, inputs: list[torch.Tensor], seed: int = 1) -> list[torch.Tensor]:
+    """Gradients of a fixed random projection of fn's outputs with respect to `inputs`."""
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    outs = fn(*leaves)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    gen = torch.Generator().manual_seed(seed)
+    loss = sum((o.float() * torch.randn(o.shape, generator=gen)).sum() for o in outs)
+    return list(torch.autograd.grad(loss, leaves))
+
+
+@pytest.mark.parametrize("with_delta", [True, False])
+def test_add_rms_norm_backward(monkeypatch, with_delta):
+    """Gradients to x, delta and the weight, the residual sum's own gradient included (both outputs used)."""
+    x, delta, weight = torch.randn(13, 200), torch.randn(13, 200), 1 + 0.1 * torch.randn(200)
+    inputs = [x, delta, weight] if with_delta else [x, weight]
+
+    def fn(*t):
+        out, total = add_rms_norm(t[0], t[1] if with_delta else None, t[-1], 1e-5)
+        return (out, total) if with_delta else out
+    monkeypatch.setenv("HEARTFAST_BACKEND", "torch")
+    want = _grads(fn, inputs)
+    monkeypatch.setenv("HEARTFAST_BACKEND", "triton")
+    got = _grads(fn, inputs)
+    for g, w in zip(got, want):
+        assert rel(g, w) < 1e-5
+
+
+def test_rotary_backward(monkeypatch):
+    tokens, hq, hk, d, rot = 7, 6, 2, 24, 16
+    q, k = torch.randn(tokens, hq, d), torch.randn(tokens, hk, d)
+    angles = torch.rand(tokens, rot // 2) * 6
+    cos, sin = torch.cat((angles.cos(), angles.cos()), -1), torch.cat((angles.sin(), angles.sin()), -1)
+
+    def fn(q, k):
+        return rotary(q, k, cos, sin)
+    monkeypatch.setenv("HEARTFAST_BACKEND", "torch")
+    want = _grads(fn, [q, k])
+    monkeypatch.setenv("HEARTFAST_BACKEND", "triton")
+    got = _grads(fn, [q, k])
+    for g, w in zip(got, want):
+        assert rel(g, w) < 1e-5
+
+
+def test_silu_mul_backward_on_fused_gate_up(monkeypatch):
+    def fn(gate_up):
+        gate, up = gate_up.chunk(2, dim=-1)
+        return silu_mul(gate, up)
+    gate_up = torch.randn(5, 2 * 1100)
+    monkeypatch.setenv("HEARTFAST_BACKEND", "torch")
+    want = _grads(fn, [gate_up])
+    monkeypatch.setenv("HEARTFAST_BACKEND", "triton")
+    got = _grads(fn, [gate_up])
+    assert rel(got[0], want[0]) < 1e-5
 
 
 def test_decoder_through_fused_kernels_matches_torch_path(monkeypatch):
@@ -88,6 +135,26 @@ def test_decoder_through_fused_kernels_matches_torch_path(monkeypatch):
     with torch.inference_mode():
         got = lm(ids)
     assert rel(got, want) < 1e-5
+
+
+def test_decoder_training_step_through_fused_kernels_matches_torch_path(monkeypatch):
+    """Loss and every parameter's gradient, the fused training kernels against the torch path."""
+    from heartfast.model.llm import DecoderConfig, DecoderLM
+
+    cfg = DecoderConfig(vocab_size=50, hidden_size=48, intermediate_size=72, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    lm = DecoderLM(cfg)
+    ids = torch.randint(0, 50, (2, 11))
+    grads = {}
+    for backend in ("torch", "triton"):
+        monkeypatch.setenv("HEARTFAST_BACKEND", backend)
+        lm.zero_grad()
+        loss = torch.nn.functional.cross_entropy(lm(ids).flatten(0, 1), ids.roll(-1, 1).flatten())
+        loss.backward()
+        grads[backend] = (loss.item(), {n: p.grad.clone() for n, p in lm.named_parameters()})
+    assert grads["triton"][0] == pytest.approx(grads["torch"][0], rel=1e-5)
+    for name, want in grads["torch"][1].items():
+        assert rel(grads["triton"][1][name], want) < 1e-4, name
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])

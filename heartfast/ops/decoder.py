@@ -1,8 +1,8 @@
 """`add_rms_norm`, `rotary`, `silu_mul`: a decoder layer's elementwise steps, fused on the GPU at inference.
 
 The torch references are transformers' Llama code (RMSNorm in fp32 cast back before the weight, rotate-half
-RoPE, SiLU then product) and are the path for CPU tensors and for anything autograd must see: the Triton
-kernels (kernels/decoder.py) have no backward, so they run only when no input requires a gradient.
+RoPE, SiLU then product) and the CPU path. On CUDA the Triton kernels (kernels/decoder.py) run at inference
+(RoPE in place) and in training (autograd Functions with fused backward kernels, RoPE out of place).
 """
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from heartfast.ops.backend import use_triton
 
 
-def _fused(*tensors: torch.Tensor) -> bool:
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    return not needs_grad and use_triton(*tensors)
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def add_rms_norm_reference(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor,
@@ -29,7 +28,7 @@ def add_rms_norm(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tens
                  eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(RMSNorm(x + delta) * weight, x + delta): the residual stream's update and the next norm in one pass."""
     tensors = (x, weight) if delta is None else (x, delta, weight)
-    if _fused(*tensors):
+    if use_triton(*tensors):
         from heartfast.kernels.decoder import add_rms_norm as kernel
 
         return kernel(x, delta, weight, eps)
@@ -49,19 +48,23 @@ def rotary_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> t
 def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
            sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """RoPE on q [..., Hq, D] and k [..., Hk, D] with cos/sin [..., rot]; the fused path rotates in place."""
-    if _fused(q, k, cos, sin):
-        from heartfast.kernels.decoder import rotary_
+    if use_triton(q, k, cos, sin):
+        from heartfast.kernels import decoder as kernels
 
         lead = q.shape[:-2]
-        q2, k2 = q.view(-1, *q.shape[-2:]), k.view(-1, *k.shape[-2:])
-        rotary_(q2, k2, cos.reshape(-1, cos.shape[-1]), sin.reshape(-1, sin.shape[-1]))
+        q2, k2 = q.reshape(-1, *q.shape[-2:]), k.reshape(-1, *k.shape[-2:])
+        cos2, sin2 = cos.reshape(-1, cos.shape[-1]), sin.reshape(-1, sin.shape[-1])
+        if _needs_grad(q, k, cos, sin):
+            q2, k2 = kernels.rotary(q2, k2, cos2, sin2)
+        else:
+            kernels.rotary_(q2, k2, cos2, sin2)
         return q2.view(*lead, *q.shape[-2:]), k2.view(*lead, *k.shape[-2:])
     return rotary_reference(q, cos, sin), rotary_reference(k, cos, sin)
 
 
 def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """silu(gate) * up (SwiGLU's activation)."""
-    if _fused(gate, up):
+    if use_triton(gate, up):
         from heartfast.kernels.decoder import silu_mul as kernel
 
         return kernel(gate, up)
