@@ -8,6 +8,9 @@
      row to the longest answer; the engine packs prompts and retires each request when it is done.
 2. Prefix cache on vs off: 8 ECGs × 6 questions (Heartcare-Bench asks many questions per ECG) on the tiny
    HeartcareGPT, the ECG prefix (system prompt, image and signal tokens) shared by each ECG's questions.
+3. The tiny preset itself (HeartcareGPT: image + signal + question) on that bench, batch 32: the engine as
+   shipped (prefix cache on) vs transformers `generate` on the same decoder weights, fed the same prompt
+   embeddings (each batch's ECGs encoded and projected by the model, as a plain loop would), left-padded.
 
     .venv/bin/python -m pytest benchmarks/test_bench_engine.py --benchmark-group-by=group -q
 """
@@ -118,3 +121,59 @@ def test_prefix_cache(benchmark, bench_workload, prefix_cache):
     assert len(out) == len(requests)
     benchmark.extra_info["cached_prompt_tokens"] = engine.stats.cached_prompt_tokens
     benchmark.extra_info["prompt_tokens"] = engine.stats.prompt_tokens
+
+
+def _hf_decoder(lm):
+    """transformers Llama with the engine model's decoder weights (same parameter names)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    c = lm.config
+    hf = LlamaForCausalLM(LlamaConfig(
+        vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+        num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
+        rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope["rope_theta"]))
+    hf.load_state_dict({k: v.detach().clone() for k, v in lm.state_dict().items()})
+    return hf.eval()
+
+
+def _generate_bench(model, tokenizer, hf, requests, batch: int) -> list[list[int]]:
+    from heartfast.model.heartcare import MultimodalBatch, build_input_ids
+
+    answers = []
+    for start in range(0, len(requests), batch):
+        chunk = requests[start:start + batch]
+        sig = model.signal_features(torch.stack([torch.as_tensor(r.signals[0]) for r in chunk]), 500.0)
+        img = model.image_features(torch.stack([r.images[0] for r in chunk]))
+        ids = [build_input_ids(tokenizer, r.prompt, model.spans, signal_tokens=[sig.shape[1]],
+                               image_tokens=[img.shape[1] * model.projector.image_tokens]) for r in chunk]
+        flat = MultimodalBatch(input_ids=torch.tensor([[t for i in ids for t in i]]), signal_features=sig,
+                               image_features=img)
+        rows = model.embed(flat)[0].split([len(i) for i in ids])
+        width = max(len(i) for i in ids)
+        embeds = torch.stack([torch.cat((r.new_zeros(width - len(r), r.shape[1]), r)) for r in rows])
+        mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])
+        new = chunk[0].params.max_tokens
+        out = hf.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=new, min_new_tokens=new,
+                          do_sample=False, pad_token_id=0, eos_token_id=None)
+        answers += out[:, -new:].tolist()
+    return answers
+
+
+@pytest.mark.parametrize("impl", ["transformers-generate", "heartfast-engine"])
+@pytest.mark.benchmark(group="tiny preset: 48 questions on 8 ECGs, batch 32")
+def test_tiny_preset_bench(benchmark, bench_workload, impl):
+    model, tokenizer, requests = bench_workload
+    if impl == "heartfast-engine":
+        def run():
+            engine = Engine(model, tokenizer, block_size=16, max_seqs=32, max_batched_tokens=4096)
+            return [r.token_ids for r in engine.generate(requests)]
+    else:
+        hf = _hf_decoder(model.llm)
+
+        def run():
+            with torch.inference_mode():
+                return _generate_bench(model, tokenizer, hf, requests, batch=32)
+    out = benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    assert len(out) == len(requests) and all(len(o) == 8 for o in out)
+    benchmark.extra_info["answers"] = out

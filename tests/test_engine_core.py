@@ -135,3 +135,24 @@ def test_request_sharing_an_uncomputed_prefix_waits_one_step_then_reuses_it():
         ch.seq.append(1)
     second = sched.schedule()
     assert [(ch.seq.key, ch.start) for ch in second] == [(0, 10), (2, 10), (1, 8)]   # b skips 8 cached tokens
+
+
+def test_request_waits_for_a_later_prefix_block_being_computed():
+    """A shared prefix longer than one block: once its first blocks are cached, a request still waits while
+    the next one it needs is being computed, rather than computing it a second time in the same step."""
+    sched = Scheduler(BlockManager(32, 4), max_batched_tokens=10, max_seqs=8)
+    a = seq(0, range(12))
+    sched.add(a)
+    step = sched.schedule()
+    assert [(ch.seq.key, ch.start, ch.length) for ch in step] == [(0, 0, 10)]
+    for ch in step:
+        sched.complete(ch)
+    b = seq(1, list(range(12)) + [50, 51])
+    sched.add(b)
+    step = sched.schedule()
+    assert [(ch.seq.key, ch.start, ch.length) for ch in step] == [(0, 10, 2)]   # b needs block 8..11: in flight
+    for ch in step:
+        sched.complete(ch)
+        ch.seq.append(1)
+    step = sched.schedule()
+    assert [(ch.seq.key, ch.start, ch.length) for ch in step] == [(0, 12, 1), (1, 12, 2)]   # 12 tokens reused

@@ -4,8 +4,9 @@ Every step has a token budget. Running sequences go first (a decode is one token
 continues in chunks), then waiting requests are admitted while the budget, the sequence limit and the KV
 cache allow. When a decode needs a block and none is left, the most recently admitted sequence is
 preempted: its blocks are released and it is recomputed later (its tokens so far are kept).
-A waiting request whose first block is being computed by another sequence in flight waits one step,
-so that it reuses those blocks from the prefix cache instead of computing them again.
+A waiting request whose next uncached prompt block is being computed by a sequence in flight waits for
+it, so that it reuses those blocks from the prefix cache instead of computing them again: Heartcare-Bench's
+questions share the system prompt across all ECGs and the ECG's tokens within each ECG's questions.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class Sequence:
     num_computed: int = 0                  # tokens whose K/V are in the cache
     finished: bool = False
     finish_reason: str = ""
+    _prompt_hashes: list[int] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # prompt + output, kept as growing lists: a decode step reads them for every running sequence
@@ -47,9 +49,11 @@ class Sequence:
     def num_tokens(self) -> int:
         return len(self.token_ids)
 
-    def first_block_hash(self, block_size: int) -> int | None:
-        hashes = block_hashes(self.cache_keys[:block_size], block_size)
-        return hashes[0] if hashes else None
+    def prompt_hashes(self, block_size: int) -> list[int]:
+        """Chained hashes of the prompt's full blocks (the prompt never changes, so computed once)."""
+        if self._prompt_hashes is None:
+            self._prompt_hashes = block_hashes(self.cache_keys, block_size)
+        return self._prompt_hashes
 
 
 @dataclass
@@ -98,13 +102,12 @@ class Scheduler:
             if length > 0:
                 chunks.append(Chunk(seq, seq.num_computed, length))
                 budget -= length
-        in_flight = self._prefilling_first_blocks()
+        in_flight = self._blocks_in_flight() if self.blocks.enable_prefix_cache else set()
         deferred: list[Sequence] = []
         while self.waiting and budget > 0 and len(self.running) < self.max_seqs:
             seq = self.waiting.popleft()
-            first = seq.first_block_hash(self.blocks.block_size) if self.blocks.enable_prefix_cache else None
-            if first is not None and first in in_flight and first not in self.blocks.cached:
-                deferred.append(seq)      # its prefix is being computed right now: reuse it next step
+            if in_flight and self._next_block_in_flight(seq, in_flight):
+                deferred.append(seq)      # its next prefix block is being computed right now: reuse it later
                 continue
             try:
                 seq.block_table, seq.num_computed = self.blocks.allocate(seq.keys, seq.num_tokens)
@@ -112,17 +115,26 @@ class Scheduler:
                 self.waiting.appendleft(seq)
                 break
             self.running.append(seq)
-            in_flight.add(first)
+            if self.blocks.enable_prefix_cache:
+                in_flight.update(seq.prompt_hashes(self.blocks.block_size)[seq.num_computed // self.blocks.block_size:])
             length = min(seq.num_tokens - seq.num_computed, budget)
             chunks.append(Chunk(seq, seq.num_computed, length))
             budget -= length
         self.waiting.extendleft(reversed(deferred))
         return chunks
 
-    def _prefilling_first_blocks(self) -> set[int | None]:
-        """First-block hashes of running sequences whose first block is not computed yet."""
+    def _blocks_in_flight(self) -> set[int]:
+        """Hashes of prompt blocks that running sequences have yet to compute."""
         size = self.blocks.block_size
-        return {seq.first_block_hash(size) for seq in self.running if seq.num_computed < size}
+        return {h for seq in self.running if seq.num_computed < len(seq.prompt_ids)
+                for h in seq.prompt_hashes(size)[seq.num_computed // size:]}
+
+    def _next_block_in_flight(self, seq: Sequence, in_flight: set[int]) -> bool:
+        """Whether `seq`'s first prompt block missing from the cache is being computed by another sequence."""
+        for h in seq.prompt_hashes(self.blocks.block_size):
+            if h not in self.blocks.cached:
+                return h in in_flight
+        return False
 
     def _make_room(self, seq: Sequence) -> bool:
         """Ensure `seq` has a slot for its next token, preempting later sequences if needed."""
