@@ -26,6 +26,17 @@ def test_interrupted_and_resumed_run_gives_the_same_losses(tmp_path):
     assert (tmp_path / "b" / "loss.png").stat().st_size > 1000
 
 
+def test_checkpoint_from_an_older_format_is_refused_by_name(tmp_path):
+    first = make_trainer(str(tmp_path / "b"))
+    first.fit(on_step=lambda row: setattr(first, "_stop_requested", row["step"] == 2))
+    path = tmp_path / "b" / "latest.pt"
+    payload = torch.load(path, weights_only=False)
+    del payload["format"]                       # what a checkpoint of the first format looks like here
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match=r"latest.pt: a checkpoint in format 1 .*Move the file away"):
+        make_trainer(str(tmp_path / "b")).fit()
+
+
 def test_accumulation_equals_one_big_batch(tmp_path):
     big = [r["loss"] for r in make_trainer(str(tmp_path / "a"), steps=3).fit()]
     acc = [r["loss"] for r in make_trainer(str(tmp_path / "b"), steps=3, accumulation=4).fit()]

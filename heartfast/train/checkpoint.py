@@ -21,6 +21,8 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 
 from heartfast.train.distributed import gather_objects, process_rank
 
+CHECKPOINT_FORMAT = 2   # 2: name-keyed optimizer state and one RNG state per process (2026-11-22)
+
 # Frozen weights come from the base model; only rank 0 receives the gathered tensors.
 _GATHER = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
 # Every process reads the full tensors and keeps its own shard; absent (frozen) weights stay as they are.
@@ -65,6 +67,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
+        "format": CHECKPOINT_FORMAT,
         "step": step,
         "model": model_state,               # trainable parameters and buffers (EMA codebooks, statistics)
         "optimizer": optimizer_state,
@@ -86,6 +89,10 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     Each process takes the RNG states of its rank (rank 0's when the checkpoint came from fewer processes).
     """
     payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: a checkpoint in format {payload.get('format', 1)} (an older heartfast); this "
+                         f"version resumes format {CHECKPOINT_FORMAT} only. Move the file away to train this stage "
+                         "from the start, or resume it with the version that wrote it.")
     missing = set(payload["model"]) - set(model.state_dict())
     if missing:
         raise ValueError(f"{path}: checkpoint has parameters the model lacks: {sorted(missing)[:5]}")
