@@ -264,6 +264,8 @@ def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     differentiable (fused backward) when an input requires grad."""
     i = gate.shape[-1]
     g2, u2 = gate.reshape(-1, i), up.reshape(-1, i)
+    g2 = g2 if g2.stride(-1) == 1 else g2.contiguous()
+    u2 = u2 if u2.stride(-1) == 1 else u2.contiguous()
     if torch.is_grad_enabled() and (gate.requires_grad or up.requires_grad):
         out = SiluMulFunction.apply(g2, u2)
     else:

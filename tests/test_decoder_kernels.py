@@ -181,3 +181,57 @@ def test_fused_projections_same_outputs_names_and_checkpoint(tmp_path, arch):
     lm.train()
     lm(ids).sum().backward()
     assert attn.k_proj.weight.grad is not None and lm.model.layers[1].mlp.up_proj.weight.grad is not None
+
+
+def _small_lm():
+    from heartfast.model.llm import DecoderConfig, DecoderLM
+
+    return DecoderLM(DecoderConfig(vocab_size=50, hidden_size=48, intermediate_size=72, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64))
+
+
+def test_fusion_keeps_parameter_objects_and_yields_to_later_changes():
+    """An optimizer made before fusing still owns the weights; LoRA added after fusing, or a weight replaced,
+    is what inference then computes (the stale fusion is dropped)."""
+    from heartfast.model.lora import LoraConfig, apply_lora
+
+    lm = _small_lm().eval()
+    ids = torch.randint(0, 50, (1, 9))
+    attn = lm.model.layers[0].self_attn
+    before = attn.v_proj.weight
+    lm.fuse_projections()
+    assert attn.v_proj.weight is before
+    lm.fuse_projections()                                   # twice: a no-op
+    assert attn.v_proj.weight is before and attn._qkv is not None
+    with torch.no_grad():
+        attn.v_proj.weight = torch.nn.Parameter(torch.randn_like(attn.v_proj.weight))
+        fused_out = lm(ids)
+    assert attn._qkv is None
+    assert rel(fused_out, lm(ids).detach()) < 1e-6
+    lm.fuse_projections()
+    apply_lora(lm, LoraConfig(r=4, alpha=8.0, dropout=0.0, target_modules=("q_proj", "up_proj")))
+    for module in lm.modules():
+        if hasattr(module, "lora_B"):
+            torch.nn.init.normal_(module.lora_B)
+    with torch.no_grad():
+        no_grad = lm(ids)
+    assert rel(no_grad, lm(ids).detach()) < 1e-6
+
+
+def test_rotary_with_positions_broadcast_over_the_batch(monkeypatch):
+    """positions [1, S] for a batch of 2: cos/sin broadcast over the batch on both paths."""
+    lm = _small_lm().eval()
+    ids = torch.randint(0, 50, (2, 7))
+    positions = torch.arange(7)[None]
+    monkeypatch.setenv("HEARTFAST_BACKEND", "torch")
+    with torch.inference_mode():
+        want = lm(ids, positions=positions)
+    monkeypatch.setenv("HEARTFAST_BACKEND", "triton")
+    with torch.inference_mode():
+        got = lm(ids, positions=positions)
+    assert rel(got, want) < 1e-5
+
+
+def test_silu_mul_on_transposed_inputs(triton_backend):
+    gate, up = torch.randn(40, 6).t(), torch.randn(40, 6).t()
+    assert rel(silu_mul(gate, up), torch.nn.functional.silu(gate) * up) < 1e-5

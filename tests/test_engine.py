@@ -30,24 +30,47 @@ def _hf_greedy(model, prompt, n):
     return out[0, len(prompt):].tolist()
 
 
+@pytest.mark.parametrize("lookahead", [False, True], ids=["sync", "lookahead"])
 @pytest.mark.parametrize("settings", [
     dict(block_size=4, max_batched_tokens=64, max_seqs=8),
     dict(block_size=4, max_batched_tokens=7, max_seqs=3),            # chunked prefill, few slots
     dict(block_size=2, max_batched_tokens=64, max_seqs=8, num_blocks=24),  # forces preemption
 ])
-def test_greedy_matches_transformers_generate(hf_llama, settings):
+def test_greedy_matches_transformers_generate(hf_llama, settings, lookahead):
     hf, ours = hf_llama
     rng = np.random.default_rng(1)
     shared = rng.integers(1, 97, 9).tolist()
     prompts = [shared + rng.integers(1, 97, int(n)).tolist() for n in rng.integers(1, 12, 6)]
     prompts.append(rng.integers(1, 97, 20).tolist())
-    engine = Engine(ours, **settings)
+    engine = Engine(ours, **settings, lookahead=lookahead)
     results = engine.generate([Request(f"q{i}", p, params=SamplingParams(max_tokens=8)) for i, p in enumerate(prompts)])
     for prompt, res in zip(prompts, results):
         assert res.token_ids == _hf_greedy(hf, prompt, 8)
         assert res.finish_reason == "length"
     if "num_blocks" not in settings:
         assert engine.stats.cached_prompt_tokens > 0   # the shared 9-token prefix was reused
+
+
+def test_lookahead_gives_the_same_answers_with_stops_and_mixed_lengths(hf_llama):
+    """Decode step t+1 launched before step t's tokens are read: requests that stop on a token (their
+    looked-ahead token is discarded), reach max_tokens at different steps, or sample on the host (penalty)
+    end exactly as without lookahead."""
+    _, ours = hf_llama
+    rng = np.random.default_rng(3)
+    prompts = [rng.integers(1, 97, int(n)).tolist() for n in rng.integers(3, 30, 10)]
+    plain = Engine(ours, block_size=4, lookahead=False).generate(
+        [Request(f"q{i}", p, params=SamplingParams(max_tokens=20)) for i, p in enumerate(prompts)])
+    stop = plain[0].token_ids[5]                     # a token the first answer emits mid-way
+    requests = [Request(f"q{i}", p, params=SamplingParams(max_tokens=int(rng.integers(2, 20)),
+                                                          stop_token_ids=(stop,) if i % 2 == 0 else ()))
+                for i, p in enumerate(prompts)]
+    requests.append(Request("penalty", prompts[1], params=SamplingParams(max_tokens=12, repetition_penalty=1.3)))
+    want = Engine(ours, block_size=4, lookahead=False).generate(requests)
+    engine = Engine(ours, block_size=4, lookahead=True)
+    got = engine.generate(requests)
+    assert [(r.token_ids, r.finish_reason) for r in got] == [(r.token_ids, r.finish_reason) for r in want]
+    assert any(r.finish_reason == "stop" for r in got)
+    assert engine.stats.lookahead_steps > 0
 
 
 def test_repetition_penalty_matches_transformers(hf_llama):

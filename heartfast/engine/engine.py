@@ -50,6 +50,27 @@ class Result:
 
 
 @dataclass
+class _Launched:
+    """A model step on its way: its chunks, the sequences it samples and their next tokens (on the device,
+    greedy) or logits (for the host sampler)."""
+
+    chunks: list[Chunk]
+    seqs: list[Sequence]
+    tokens: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+@dataclass
+class _Run:
+    """What one `generate` call carries between steps."""
+
+    scheduler: Scheduler
+    prompt_embeds: dict[int, torch.Tensor]
+    results: dict[str, "Result"]
+    bar: tqdm
+
+
+@dataclass
 class EngineStats:
     requests: int = 0
     ecgs: int = 0               # distinct ECGs (signals / images by key) over all calls
@@ -57,6 +78,7 @@ class EngineStats:
     cached_prompt_tokens: int = 0
     output_tokens: int = 0
     steps: int = 0
+    lookahead_steps: int = 0    # steps launched before the previous step's tokens were read
     preemptions: int = 0
     seconds: float = 0.0
 
@@ -75,7 +97,8 @@ def content_key(array) -> str:
 class Engine:
     def __init__(self, model: HeartcareGPT | DecoderLM, tokenizer=None, *, block_size: int = 16,
                  num_blocks: int | None = None, max_batched_tokens: int = 4096, max_seqs: int = 64,
-                 prefix_cache: bool = True, gpu_memory_fraction: float = 0.5, cuda_graphs: bool = True) -> None:
+                 prefix_cache: bool = True, gpu_memory_fraction: float = 0.5, cuda_graphs: bool = True,
+                 lookahead: bool | None = None) -> None:
         self.model = model.eval()
         self.lm: DecoderLM = model.llm if isinstance(model, HeartcareGPT) else model
         self.lm.fuse_projections()
@@ -91,6 +114,8 @@ class Engine:
         self.max_batched_tokens, self.max_seqs = max_batched_tokens, max_seqs
         self.graphs = (DecodeGraphs(self.lm, self.cache, max_seqs, self.max_model_len)
                        if cuda_graphs and self.device.type == "cuda" else None)
+        # launch decode step t+1 before reading step t's tokens; on by default where it overlaps (CUDA)
+        self.lookahead = self.device.type == "cuda" if lookahead is None else lookahead
         self.sampler = Sampler()
         self.stop_ids = set()
         if tokenizer is not None and tokenizer.eos_token_id is not None:
@@ -207,44 +232,36 @@ class Engine:
         start = time.perf_counter()
         scheduler = Scheduler(self.blocks, self.max_batched_tokens, self.max_seqs)
         hits_before = self.blocks.hits
-        prompt_embeds: dict[int, torch.Tensor] = {}
-        results: dict[str, Result] = {}
+        run = _Run(scheduler, {}, {}, tqdm(total=len(requests), disable=not progress, desc="infer",
+                                            dynamic_ncols=True))
         pending = list(requests)
         group = max(self.max_seqs, 1)
-        bar = tqdm(total=len(pending), disable=not progress, desc="infer", dynamic_ncols=True)
         next_key, prepared = 0, 0
+        inflight: _Launched | None = None
         while prepared < len(pending) or scheduler.has_work:
             if prepared < len(pending) and len(scheduler.waiting) < group:
                 chunk = pending[prepared:prepared + group]
                 for seq, emb in self._prepare(chunk, next_key):
                     scheduler.add(seq)
                     if emb is not None:
-                        prompt_embeds[seq.key] = emb
+                        run.prompt_embeds[seq.key] = emb
                 next_key += len(chunk)
                 prepared += len(chunk)
+                continue
+            if inflight is not None:
+                ahead = self._look_ahead(inflight, scheduler) if prepared == len(pending) else None
+                self._land(inflight, run)
+                inflight = ahead
+                if ahead is not None:
+                    self._complete(ahead, scheduler)
                 continue
             chunks = scheduler.schedule()
             if not chunks:
                 raise RuntimeError("the scheduler could not place any request: the KV cache is too small")
-            logits = self._forward(chunks, prompt_embeds)
-            sampled = [(c, row) for c, row in zip(chunks, logits) if c.samples]
-            for c in chunks:
-                scheduler.complete(c)
-            if sampled:
-                seqs = [c.seq for c, _ in sampled]
-                tokens = self.sampler(torch.stack([row for _, row in sampled]), [s.params for s in seqs],
-                                      [s.token_ids for s in seqs], [s.key for s in seqs])
-                for seq, token in zip(seqs, tokens):
-                    seq.append(token)
-                    reason = self._finished(seq)
-                    if reason:
-                        scheduler.finish(seq, reason)
-                        self.sampler.release(seq.key)
-                        prompt_embeds.pop(seq.key, None)
-                        results[seq.request_id] = self._result(seq)
-                        bar.update(1)
-            self.stats.steps += 1
-        bar.close()
+            inflight = self._launch(chunks, run.prompt_embeds)
+            self._complete(inflight, scheduler)
+        run.bar.close()
+        results = run.results
         self.stats.requests += len(requests)
         self.stats.ecgs = len(self._ecgs_seen)
         self.stats.prompt_tokens += sum(res.prompt_tokens for res in results.values())
@@ -254,11 +271,82 @@ class Engine:
         self.stats.seconds += time.perf_counter() - start
         return [results[r.id] for r in requests]
 
-    def _forward(self, chunks: list[Chunk], prompt_embeds: dict[int, torch.Tensor]) -> torch.Tensor:
-        """Logits [n_chunks, vocab] at each chunk's last token."""
+    def _launch(self, chunks: list[Chunk], prompt_embeds: dict[int, torch.Tensor],
+                ids: torch.Tensor | None = None) -> "_Launched":
+        """Run one model step; greedy requests get their next tokens on the device, others keep logits."""
+        logits = self._forward(chunks, prompt_embeds, ids)
+        rows = [i for i, c in enumerate(chunks) if c.samples]
+        seqs = [chunks[i].seq for i in rows]
+        if len(rows) != len(chunks):
+            logits = logits[rows]
+        self.stats.steps += 1
+        if seqs and all(s.params.temperature == 0 and s.params.repetition_penalty == 1.0 for s in seqs):
+            return _Launched(chunks, seqs, tokens=logits.argmax(dim=-1))
+        return _Launched(chunks, seqs, logits=logits)
+
+    def _look_ahead(self, step: "_Launched", scheduler: Scheduler) -> "_Launched | None":
+        """Launch the next decode step before reading `step`'s tokens, its inputs taken from the device.
+
+        Only in the steady state: every running sequence was sampled by `step` on the device, nothing waits,
+        and the cache has a block for each sequence that goes on (so nothing is preempted mid-flight). A
+        sequence that turns out to stop at `step`'s token wastes one token of work; one that reaches
+        max_tokens is left out. The host's bookkeeping then overlaps the GPU's next step.
+        """
+        if not self.lookahead or step.tokens is None or scheduler.waiting or \
+                len(scheduler.running) != len(step.seqs):
+            return None
+        going = [s for s in step.seqs if len(s.output_ids) + 1 < s.params.max_tokens]
+        if not going or self.blocks.num_available < len(going):
+            return None
+        for seq in going:
+            seq.append_pending()
+        chunks = scheduler.schedule()
+        self.stats.lookahead_steps += 1
+        if len(going) == len(step.seqs):
+            ids = step.tokens
+        else:
+            index = {seq: i for i, seq in enumerate(step.seqs)}
+            ids = step.tokens[torch.tensor([index[c.seq] for c in chunks], device=self.device)]
+        return self._launch(chunks, {}, ids)
+
+    def _complete(self, step: "_Launched", scheduler: Scheduler) -> None:
+        """Mark a step's K/V written (once every token it read is known, so prefix hashes are right)."""
+        for c in step.chunks:
+            if not c.seq.finished:
+                scheduler.complete(c)
+
+    def _land(self, step: "_Launched", run: "_Run") -> None:
+        """Read a step's tokens (the one device sync per step), append them, retire finished requests."""
+        seqs = step.seqs
+        if step.tokens is not None:
+            tokens = step.tokens.tolist()
+        elif seqs:
+            tokens = self.sampler(step.logits, [s.params for s in seqs], [s.token_ids for s in seqs],
+                                  [s.key for s in seqs])
+        else:
+            return
+        for seq, token in zip(seqs, tokens):
+            if seq.finished:        # stopped at the step before; this token was looked ahead for nothing
+                continue
+            if seq.pending:
+                seq.resolve(token)
+            else:
+                seq.append(token)
+            reason = self._finished(seq)
+            if reason:
+                run.scheduler.finish(seq, reason)
+                self.sampler.release(seq.key)
+                run.prompt_embeds.pop(seq.key, None)
+                run.results[seq.request_id] = self._result(seq)
+                run.bar.update(1)
+
+    def _forward(self, chunks: list[Chunk], prompt_embeds: dict[int, torch.Tensor],
+                 ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [n_chunks, vocab] at each chunk's last token (`ids`: the step's tokens, already on the device)."""
         step = build_step(chunks, self.blocks.block_size, self.device)
-        ids = torch.tensor([t for c in chunks for t in c.seq.token_ids[c.start:c.start + c.length]],
-                           device=self.device)
+        if ids is None:
+            ids = torch.tensor([t for c in chunks for t in c.seq.token_ids[c.start:c.start + c.length]],
+                               device=self.device)
         from_prompt = any(c.seq.key in prompt_embeds and c.start < prompt_embeds[c.seq.key].shape[0] for c in chunks)
         if step.decode_only and not from_prompt and self.graphs is not None and \
                 self.graphs.fits(len(chunks), step.max_seq_len):

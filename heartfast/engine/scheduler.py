@@ -33,6 +33,7 @@ class Sequence:
     num_computed: int = 0                  # tokens whose K/V are in the cache
     finished: bool = False
     finish_reason: str = ""
+    pending: bool = False                  # the last token is a placeholder for one still on the device
     _prompt_hashes: list[int] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -44,6 +45,15 @@ class Sequence:
         self.output_ids.append(token)
         self.token_ids.append(token)
         self.keys.append(token)
+
+    def append_pending(self) -> None:
+        """Hold the place of a token sampled on the device but not read yet (the engine's lookahead)."""
+        self.append(-1)
+        self.pending = True
+
+    def resolve(self, token: int) -> None:
+        self.output_ids[-1] = self.token_ids[-1] = self.keys[-1] = token
+        self.pending = False
 
     @property
     def num_tokens(self) -> int:

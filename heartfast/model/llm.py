@@ -239,16 +239,18 @@ def _llama3_inv_freq(inv: torch.Tensor, rope: dict) -> torch.Tensor:
 
 
 class FusedRows:
-    """Several Linear layers on one input (q/k/v, gate/up) whose weights are row blocks of one matrix, so
-    inference runs one GEMM instead of several. The layers keep their own Parameters (views into the
-    shared matrix), so names, checkpoints and `load_state_dict` work as before; when a layer's weight is
-    replaced (moved, reassigned, wrapped with LoRA) or a gradient is needed, callers use the layers."""
+    """Several Linear layers of one module on one input (q/k/v, gate/up) whose weights are row blocks of one
+    matrix, so inference runs one GEMM instead of several. The layers keep their Parameter objects (now
+    viewing the shared matrix), so names, optimizers, checkpoints and `load_state_dict` work as before.
+    `current` says whether that still holds: a layer replaced (LoRA) or a weight moved, cast or reassigned
+    makes the owner drop the fusion and call the layers again."""
 
-    def __init__(self, layers: list[nn.Linear], weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        self.layers, self.weight, self.bias = layers, weight, bias
+    def __init__(self, names: tuple[str, ...], weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        self.names, self.weight, self.bias = names, weight, bias
 
     @classmethod
-    def of(cls, *layers: nn.Linear) -> "FusedRows | None":
+    def of(cls, owner: nn.Module, *names: str) -> "FusedRows | None":
+        layers = [getattr(owner, name) for name in names]
         if any(type(layer) is not nn.Linear for layer in layers) or \
                 len({(layer.weight.device, layer.weight.dtype, layer.bias is None) for layer in layers}) != 1:
             return None
@@ -257,19 +259,42 @@ class FusedRows:
         start = 0
         for layer in layers:
             rows = slice(start, start + layer.out_features)
-            layer.weight = nn.Parameter(weight[rows], requires_grad=layer.weight.requires_grad)
+            layer.weight.data = weight[rows]
             if bias is not None:
-                layer.bias = nn.Parameter(bias[rows], requires_grad=layer.bias.requires_grad)
+                layer.bias.data = bias[rows]
             start += layer.out_features
-        return cls(list(layers), weight, bias)
+        return cls(names, weight, bias)
 
-    def usable(self) -> bool:
-        first = self.layers[0]
-        return (not torch.is_grad_enabled() and type(first) is nn.Linear
-                and first.weight.data_ptr() == self.weight.data_ptr())
+    def current(self, owner: nn.Module) -> bool:
+        start = 0
+        for name in self.names:
+            layer = getattr(owner, name)
+            if type(layer) is not nn.Linear or not _rows_of(layer.weight, self.weight, start) or \
+                    (layer.bias is None) != (self.bias is None) or \
+                    (layer.bias is not None and not _rows_of(layer.bias, self.bias, start)):
+                return False
+            start += layer.out_features
+        return True
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
+
+
+def _rows_of(part: torch.Tensor, whole: torch.Tensor, start: int) -> bool:
+    """Whether `part` is rows start.. of `whole` in memory."""
+    return (part.dtype == whole.dtype and part.device == whole.device and part.shape[1:] == whole.shape[1:]
+            and part.data_ptr() == whole.data_ptr() + start * whole.stride(0) * whole.element_size())
+
+
+def _fused(owner: nn.Module, attr: str) -> FusedRows | None:
+    """The owner's fusion when it applies to this call (no autograd, still current); a stale one is dropped."""
+    fused = getattr(owner, attr)
+    if fused is None or torch.is_grad_enabled():
+        return None
+    if not fused.current(owner):
+        setattr(owner, attr, None)
+        return None
+    return fused
 
 
 class SelfAttention(nn.Module):
@@ -287,16 +312,16 @@ class SelfAttention(nn.Module):
         self._qkv: FusedRows | None = None
 
     def fuse_projections(self) -> None:
-        if self.cfg.arch != "phi3":
-            self._qkv = FusedRows.of(self.q_proj, self.k_proj, self.v_proj)
+        if self.cfg.arch != "phi3" and not (self._qkv is not None and self._qkv.current(self)):
+            self._qkv = FusedRows.of(self, "q_proj", "k_proj", "v_proj")
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: AttentionHook) -> torch.Tensor:
         b, s, _ = x.shape
         d, hq, hkv = self.cfg.head_dim, self.cfg.num_attention_heads, self.cfg.num_key_value_heads
         if self.cfg.arch == "phi3":
             q, k, v = self.qkv_proj(x).split([hq * d, hkv * d, hkv * d], dim=-1)
-        elif self._qkv is not None and self._qkv.usable():
-            q, k, v = self._qkv(x).split([hq * d, hkv * d, hkv * d], dim=-1)
+        elif (fused := _fused(self, "_qkv")) is not None:
+            q, k, v = fused(x).split([hq * d, hkv * d, hkv * d], dim=-1)
         else:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         q, k, v = q.view(b, s, hq, d), k.view(b, s, hkv, d), v.view(b, s, hkv, d)
@@ -319,14 +344,14 @@ class SwiGLU(nn.Module):
         self._gate_up: FusedRows | None = None
 
     def fuse_projections(self) -> None:
-        if not self.fused:
-            self._gate_up = FusedRows.of(self.gate_proj, self.up_proj)
+        if not self.fused and not (self._gate_up is not None and self._gate_up.current(self)):
+            self._gate_up = FusedRows.of(self, "gate_proj", "up_proj")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused:
             gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        elif self._gate_up is not None and self._gate_up.usable():
-            gate, up = self._gate_up(x).chunk(2, dim=-1)
+        elif (fused := _fused(self, "_gate_up")) is not None:
+            gate, up = fused(x).chunk(2, dim=-1)
         else:
             gate, up = self.gate_proj(x), self.up_proj(x)
         return self.down_proj(silu_mul(gate, up))

@@ -56,7 +56,8 @@ def sdpa_grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, attn_mask
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale,
                                               enable_gqa=True)
     group = hq // hkv
-    if q.shape[-2] == 1 and q.dim() == 4:
+    if q.shape[-2] == 1 and q.dim() == 4 and not is_causal and \
+            (attn_mask is None or attn_mask.dim() < 3 or attn_mask.shape[-3] == 1):
         b, _, _, d = q.shape
         out = F.scaled_dot_product_attention(q.reshape(b, hkv, group, d), k, v, attn_mask=attn_mask, scale=scale)
         return out.reshape(b, hq, 1, d)

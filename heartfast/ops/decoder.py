@@ -28,7 +28,7 @@ def add_rms_norm(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tens
                  eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(RMSNorm(x + delta) * weight, x + delta): the residual stream's update and the next norm in one pass."""
     tensors = (x, weight) if delta is None else (x, delta, weight)
-    if use_triton(*tensors):
+    if use_triton(*tensors) and (delta is None or delta.dtype == x.dtype):
         from heartfast.kernels.decoder import add_rms_norm as kernel
 
         return kernel(x, delta, weight, eps)
@@ -53,7 +53,8 @@ def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
 
         lead = q.shape[:-2]
         q2, k2 = q.reshape(-1, *q.shape[-2:]), k.reshape(-1, *k.shape[-2:])
-        cos2, sin2 = cos.reshape(-1, cos.shape[-1]), sin.reshape(-1, sin.shape[-1])
+        rot = cos.shape[-1]
+        cos2, sin2 = cos.expand(*lead, rot).reshape(-1, rot), sin.expand(*lead, rot).reshape(-1, rot)
         if _needs_grad(q, k, cos, sin):
             q2, k2 = kernels.rotary(q2, k2, cos2, sin2)
         else:
