@@ -5,6 +5,11 @@ Requests are prepared in groups: their ECG signals and images go through the enc
 fused DSPA projection writes all of a group's prompt embeddings in one call, and the prompts enter the
 continuous-batching scheduler. Placeholder positions get cache keys derived from the ECG's identity,
 so requests that share an ECG and prompt prefix share its KV blocks.
+
+Each step is launched, then landed: its tokens are read (the one device sync of a step), appended, and
+finished requests retired. Greedy steps pick their tokens on the device, so in steady decoding the next step
+is launched from them before the host reads them (`lookahead`, on by default on CUDA): the host's
+bookkeeping for step t runs while the GPU computes step t+1.
 """
 from __future__ import annotations
 
