@@ -102,8 +102,9 @@ def run(suite) -> None:
         case = f"dual_projection fwd H={hidden} bf16"
         with torch.no_grad():
             buf = c["embeds"].clone()
-            suite.check(f"{case} vs eager", dual_projection(buf, streams(c)), eager(*_eager_args(c)), 1e-2)
-            suite.time(case, "heartfast triton", lambda: dual_projection(buf, streams(c)), flops=fl)
+            suite.check(f"{case} vs eager", dual_projection(buf, streams(c), backend="triton"),
+                        eager(*_eager_args(c)), 1e-2)
+            suite.time(case, "heartfast triton", lambda: dual_projection(buf, streams(c), backend="triton"), flops=fl)
             suite.time(case, "torch eager", lambda: eager(*_eager_args(c)), flops=fl)
             suite.time(case, "torch.compile", lambda: compiled(*_eager_args(c)), flops=fl)
         grad = torch.randn_like(c["embeds"])
@@ -111,7 +112,7 @@ def run(suite) -> None:
         case = f"dual_projection fwd+bwd H={hidden} bf16"
 
         def ours_step():
-            out = dual_projection(c["embeds"].clone(), streams(c))
+            out = dual_projection(c["embeds"].clone(), streams(c), backend="triton")
             torch.autograd.grad(out, weights, grad)
 
         def eager_step(fn=eager):

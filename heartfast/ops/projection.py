@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from heartfast.ops.backend import use_triton
+from heartfast.ops.backend import requested_backend, use_triton
 
 
 @dataclass
@@ -91,9 +91,14 @@ def dual_projection_reference(embeds: torch.Tensor, streams: Sequence[Stream]) -
 
 
 def dual_projection(embeds: torch.Tensor, streams: Sequence[Stream], backend: str | None = None) -> torch.Tensor:
-    """Project both streams and place their tokens into `embeds` [..., H] (see the module docstring)."""
+    """Project both streams and place their tokens into `embeds` [..., H] (see the module docstring).
+
+    The grouped Triton kernel runs when asked for (`backend="triton"` or HEARTFAST_BACKEND=triton); `auto`
+    takes the torch path on every device, because on an H100 the kernel measured 0.52-0.58x of eager cuBLAS
+    forward and 0.69-0.81x forward+backward at H = 3072-3584
+    (benchmarks/results/NVIDIA_H100_80GB_HBM3-2026-11-23-part1.md)."""
     tensors = [embeds] + [s.x for s in streams]
-    if not use_triton(*tensors, backend=backend):
+    if (backend or requested_backend()).lower() != "triton" or not use_triton(*tensors, backend="triton"):
         return dual_projection_reference(embeds, streams)
     _check(embeds, streams)
     if not embeds.is_contiguous():
