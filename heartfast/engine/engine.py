@@ -307,11 +307,10 @@ class Engine:
             seq.append_pending()
         chunks = scheduler.schedule()
         self.stats.lookahead_steps += 1
-        if len(going) == len(step.seqs):
-            ids = step.tokens
-        else:
-            index = {seq: i for i, seq in enumerate(step.seqs)}
-            ids = step.tokens[torch.tensor([index[c.seq] for c in chunks], device=self.device)]
+        index = {seq: i for i, seq in enumerate(step.seqs)}
+        order = [index[c.seq] for c in chunks]
+        ids = step.tokens if order == list(range(len(step.seqs))) else \
+            step.tokens[torch.tensor(order, device=self.device)]
         return self._launch(chunks, {}, ids)
 
     def _complete(self, step: "_Launched", scheduler: Scheduler) -> None:
