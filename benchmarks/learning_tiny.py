@@ -3,6 +3,10 @@ scored on held-out synthetic rhythm and axis closed questions with a confusion t
 
     .venv/bin/python benchmarks/learning_tiny.py                       # the recipe as `heartfast train sft` runs it
     .venv/bin/python benchmarks/learning_tiny.py --preset tiny-gem --data synthetic:4000 --heldout synthetic:400:7
+    .venv/bin/python benchmarks/learning_tiny.py --heldout synthetic:8:7 --set train.lr=2e-3
+
+The last form is for choosing settings: read `in_run_eval` (the training seed's own test split) and keep the
+held-out seed for one report per final setting.
 
 Training is `heartfast.train.stages.run_stage` on `load_config("sft", preset=PRESET)` plus the `--set`
 overrides: exactly `heartfast train sft --preset PRESET --data DATA --out OUT [--set ...]`. Wall time and CPU
@@ -71,7 +75,7 @@ def confusion(items, letters) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny", help="model preset (its sft recipe applies)")
-    parser.add_argument("--data", default="synthetic:1200", help="training records (synthetic:N[:seed])")
+    parser.add_argument("--data", default="synthetic:2400", help="training records (synthetic:N[:seed])")
     parser.add_argument("--heldout", default="synthetic:600:7", help="held-out records (another seed)")
     parser.add_argument("--out", default="runs/learning_tiny")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")

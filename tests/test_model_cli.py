@@ -6,6 +6,8 @@ import transformers
 
 from heartfast.cli import main
 from heartfast.model.heartcare import HeartcareGPT
+from heartfast.model.presets import TINY_TOKENIZER_SIZE
+from heartfast.model.vocab import MARKERS
 
 
 def test_parity_command_passes_on_a_transformers_checkpoint(tmp_path, capsys):
@@ -19,7 +21,7 @@ def test_parity_command_passes_on_a_transformers_checkpoint(tmp_path, capsys):
 def test_build_tiny_and_presets_listing(tmp_path, capsys):
     assert main(["model", "build", "tiny", "--out", str(tmp_path)]) == 0
     model = HeartcareGPT.from_pretrained(tmp_path)
-    assert model.llm.config.vocab_size == 265 and isinstance(model.llm.lm_head.weight, torch.Tensor)
+    assert model.llm.config.vocab_size == TINY_TOKENIZER_SIZE + len(MARKERS) and isinstance(model.llm.lm_head.weight, torch.Tensor)
     assert main(["model", "presets"]) == 0
     out = capsys.readouterr().out
     assert "heartcare-3.8b   3,821,079,552" in out and "gem-7b" in out

@@ -1,6 +1,6 @@
 """Model presets: `tiny` (CPU tests and the demo) and the published systems, built from local checkpoints.
 
-    tiny            llama-like decoder (256 wide, 4 layers) + tiny SigLIP + Beat 'tiny', byte tokenizer
+    tiny            llama-like decoder (256 wide, 4 layers) + tiny SigLIP + Beat 'tiny', word tokenizer
     tiny-gem        the same decoder + tiny CLIP (patches) + GEM time-series encoder 'tiny' + GEM projector:
                     GEM's signal path at toy size (one stream over the whole 10 s, 100 ms patches)
     heartcare-3.8b  Phi-3-mini-4k-instruct + SigLIP-so400m-patch14-384 (pooled) + Beat 'beat-4s'
@@ -23,6 +23,7 @@ from heartfast.model.heartcare import HeartcareConfig, HeartcareGPT
 from heartfast.model.llm import DecoderConfig, DecoderLM
 from heartfast.model.vision import ImageEncoder, VisionConfig, tiny_vision_config
 
+TINY_TOKENIZER_SIZE = 1831   # len(vocab.word_tokenizer()), checked by the tests
 PHI3_MINI = DecoderConfig(arch="phi3", vocab_size=32064, hidden_size=3072, intermediate_size=8192,
                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32, rms_norm_eps=1e-5,
                           max_position_embeddings=4096, sliding_window=2047,
@@ -33,9 +34,9 @@ QWEN25_7B = DecoderConfig(arch="qwen2", vocab_size=152064, hidden_size=3584, int
 VICUNA_7B = DecoderConfig(arch="llama", vocab_size=32000, hidden_size=4096, intermediate_size=11008,
                           num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32, rms_norm_eps=1e-5,
                           max_position_embeddings=4096, rope={"rope_type": "default", "rope_theta": 10000.0})
-TINY_LLM = DecoderConfig(arch="llama", vocab_size=259, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, max_position_embeddings=2048,
-                         rope={"rope_type": "default", "rope_theta": 10000.0})
+TINY_LLM = DecoderConfig(arch="llama", vocab_size=TINY_TOKENIZER_SIZE, hidden_size=256, intermediate_size=688,
+                         num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
+                         max_position_embeddings=2048, rope={"rope_type": "default", "rope_theta": 10000.0})
 SIGLIP_SO400M_384 = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
                          image_size=384, patch_size=14)
 CLIP_L_336 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
@@ -57,8 +58,8 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset(TINY_LLM, "siglip", None, "pooled", -1, "beat", "tiny", "heartcare", 2, 259),
-    "tiny-gem": Preset(TINY_LLM, "clip", None, "patches", -2, "timeseries", "tiny", "gem", 1, 259),
+    "tiny": Preset(TINY_LLM, "siglip", None, "pooled", -1, "beat", "tiny", "heartcare", 2, TINY_TOKENIZER_SIZE),
+    "tiny-gem": Preset(TINY_LLM, "clip", None, "patches", -2, "timeseries", "tiny", "gem", 1, TINY_TOKENIZER_SIZE),
     "heartcare-3.8b": Preset(PHI3_MINI, "siglip", SIGLIP_SO400M_384, "pooled", -1, "beat", "beat-4s", "heartcare", 2,
                              32011),
     "heartcare-7b": Preset(QWEN25_7B, "siglip", SIGLIP_SO400M_384, "pooled", -1, "beat", "beat-4s", "heartcare", 2,
@@ -138,7 +139,7 @@ def build_model(name: str, llm_dir: str | Path | None = None, vision_dir: str | 
                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
     """A new HeartcareGPT (untrained projectors) and its text tokenizer, from local checkpoint directories.
 
-    The tiny presets need no directories (random weights, byte tokenizer). The big presets need `llm_dir`
+    The tiny presets need no directories (random weights, the word tokenizer). The big presets need `llm_dir`
     (config.json, safetensors and tokenizer files) and `vision_dir`; `signal_dir` is the signal encoder: a Beat
     tokenizer saved by stage 1, or a safetensors directory of the GEM time-series encoder (random weights when
     omitted, e.g. before stage 1). Returns (model, tokenizer).
@@ -147,7 +148,7 @@ def build_model(name: str, llm_dir: str | Path | None = None, vision_dir: str | 
     if llm_dir is None:
         if p.llm is not TINY_LLM:
             raise ValueError(f"preset {name!r} needs llm_dir: a local {p.llm.arch} checkpoint directory")
-        llm, tokenizer = DecoderLM(DecoderConfig(**p.llm.to_dict())), vocab.byte_tokenizer()
+        llm, tokenizer = DecoderLM(DecoderConfig(**p.llm.to_dict())), vocab.word_tokenizer()
     else:
         llm, tokenizer = DecoderLM.from_pretrained(llm_dir, dtype=dtype), vocab.load_text_tokenizer(llm_dir)
     if vision_dir is None:

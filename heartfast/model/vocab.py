@@ -49,6 +49,51 @@ def byte_tokenizer():
     return tokenizer
 
 
+def _instruction_words() -> list[str]:
+    """Every word of the instruction templates, answer phrases and SCP-ECG statement names, sorted: the word
+    tokenizer's vocabulary, fixed by the code (no files, no training)."""
+    import re
+
+    from heartfast.instruct import templates
+    from heartfast.instruct.facts import AXIS_CATEGORIES, NOISE_TYPES, RATE_CATEGORIES
+    from heartfast.instruct.vocabulary import NORMAL_VARIANTS, STATEMENTS
+
+    texts = [t for group in templates.TEMPLATES.values() for t in group]
+    texts += [s.name for s in STATEMENTS.values()] + [v for group in NORMAL_VARIANTS.values() for v in group]
+    texts += [*AXIS_CATEGORIES, *NOISE_TYPES.values(), *RATE_CATEGORIES, *templates._MALE, *templates._FEMALE]
+    texts += ["patient person adult year years old aged age unknown recorded over older than or more their his her",
+              "a an the of in on with and to is this that which what likely highly possible less yes no none"]
+    words = {w for text in texts for w in re.findall(r"[A-Za-z]+", text)}
+    return sorted(words | {w.lower() for w in words} | {w.capitalize() for w in words})
+
+
+def word_tokenizer():
+    """A word-level tokenizer for the CPU tiny presets: whole instruction words are one token each (a prompt of
+    ~250 bytes is ~60 tokens, an option 1-3), anything else is spelled by characters, and characters outside
+    printable ASCII by bytes (`<0x..>`), so no text is lost. No files, no training: the vocabulary is
+    `_instruction_words` (with and without a leading space, SentencePiece's `▁`), printable ASCII and 256 bytes.
+    Segmentation is a unigram model with equal scores, i.e. the fewest pieces. Same specials and chat
+    template as `byte_tokenizer`."""
+    import string
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    byte_pieces = [f"<0x{b:02X}>" for b in range(256)]
+    chars = [c for c in string.printable if c not in " \x0b\x0c"] + ["▁", "<|system|>", "<|user|>", "<|assistant|>"]
+    words = _instruction_words()
+    pieces = specials + byte_pieces + chars + [p for w in words for p in (w, "▁" + w) if p not in chars]
+    vocab = [(p, 0.0) for p in specials] + [(p, -100.0) for p in byte_pieces] + [(p, -1.0) for p in pieces[260:]]
+    core = Tokenizer(models.Unigram(vocab, unk_id=3, byte_fallback=True))
+    core.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    core.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                        unk_token="<unk>")
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    return tokenizer
+
+
 def extend_vocabulary(lm: DecoderLM, tokenizer, tokens: list[str]) -> dict[str, int]:
     """Add `tokens` as special tokens; grow the LM's embed/lm_head if needed; new rows = mean of the old rows.
 

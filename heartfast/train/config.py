@@ -72,7 +72,8 @@ _TINY_ALIGN = {"train": {"lr": 2e-3, "steps": 100, "warmup_steps": 10, "batch_si
 _TINY_SFT_TRAIN = {"lr": 1e-3, "schedule": "cosine", "warmup_steps": 20, "batch_size": 16, "weight_decay": 0.01}
 RECIPES: dict[tuple[str, str], dict] = {
     ("tiny", "align"): _TINY_ALIGN,
-    ("tiny", "sft"): {"lora": {"r": 0}, "train": {**_TINY_SFT_TRAIN, "steps": 400},
+    # 1000 steps: with the word tokenizer a step is ~0.25 s on 2 CPU cores (docs/training.md, learning section)
+    ("tiny", "sft"): {"lora": {"r": 0}, "train": {**_TINY_SFT_TRAIN, "steps": 1000},
                       "data": {"tasks": ["RhythmClosedQA", "AxisClosedQA"]}},
     # GEM's signal path at toy size. The open rhythm question names the rhythm without the detour through an
     # option letter: the most direct supervision of what the signal stream must carry.
