@@ -24,6 +24,7 @@ from heartfast.kernels.flash_attention import flash_attention  # noqa: E402
 from heartfast.ops.attention import attention_reference  # noqa: E402
 from heartfast.ops.paged import (paged_decode_reference, paged_prefill_reference,  # noqa: E402
                                  reshape_and_cache_reference)
+from heartfast.ops.decoder import add_rms_norm_reference, rotary_reference  # noqa: E402
 from heartfast.ops.projection import Linear, Norm, Stream, dual_projection, dual_projection_reference  # noqa: E402
 from heartfast.ops.vq import vq_assign, vq_ema_stats, vq_reference  # noqa: E402
 
@@ -94,9 +95,36 @@ def projection() -> bool:
     return ok & all(report("dual projection bwd", g, r, 1e-3) for g, r in zip(grads, ref_grads))
 
 
+def decoder() -> bool:
+    """Fused residual+RMSNorm, RoPE and SiLU*up, forward (inference) and forward+backward (training)."""
+    from heartfast.kernels import decoder as kernels
+
+    x, delta = torch.randn(7, 200, device="cuda"), torch.randn(7, 200, device="cuda")
+    weight = (1 + 0.1 * torch.randn(200, device="cuda")).requires_grad_()
+    out, _ = kernels.add_rms_norm(x, delta, weight, 1e-5)
+    ok = report("add_rms_norm fwd", out, add_rms_norm_reference(x, delta, weight, 1e-5)[0], 1e-5)
+    (dw,) = torch.autograd.grad(out.sum(), [weight])
+    (ref_dw,) = torch.autograd.grad(add_rms_norm_reference(x, delta, weight, 1e-5)[0].sum(), [weight])
+    ok &= report("add_rms_norm bwd", dw, ref_dw, 1e-4)
+    qkv = torch.randn(9, 10 * 24, device="cuda")
+    q, k = qkv[:, :6 * 24].view(9, 6, 24), qkv[:, 6 * 24:8 * 24].view(9, 2, 24)
+    angles = torch.rand(9, 8, device="cuda")
+    cos, sin = torch.cat((angles.cos(), angles.cos()), -1), torch.cat((angles.sin(), angles.sin()), -1)
+    want = rotary_reference(q.clone(), cos, sin)
+    kernels.rotary_(q, k, cos, sin)
+    ok &= report("rotary in place", q, want, 1e-5)
+    gate_up = torch.randn(5, 2 * 1100, device="cuda", requires_grad=True)
+    gate, up = gate_up.chunk(2, dim=-1)
+    got = kernels.silu_mul(gate, up)
+    ok &= report("silu_mul fwd", got, torch.nn.functional.silu(gate) * up, 1e-5)
+    (grad,) = torch.autograd.grad(got.sum(), [gate_up])
+    (ref_grad,) = torch.autograd.grad((torch.nn.functional.silu(gate) * up).sum(), [gate_up])
+    return ok & report("silu_mul bwd", grad, ref_grad, 1e-5)
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)
-    results = [flash(), paged_kernels(), vq(), projection()]
+    results = [flash(), paged_kernels(), vq(), projection(), decoder()]
     torch.cuda.synchronize()
     print("all kernels ran" + ("" if all(results) else "; some results were WRONG"))
     raise SystemExit(0 if all(results) else 1)

@@ -27,7 +27,8 @@ import triton.language as tl
 
 @triton.jit
 def _add_rms_norm_kernel(x_ptr, delta_ptr, w_ptr, out_ptr, sum_ptr, rstd_ptr, N, eps, stride_x, stride_d,
-                         stride_o, stride_s, HAS_DELTA: tl.constexpr, BLOCK: tl.constexpr):
+                         stride_o, stride_s, HAS_DELTA: tl.constexpr, STORE_RSTD: tl.constexpr,
+                         BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     mask = cols < N
@@ -38,22 +39,24 @@ def _add_rms_norm_kernel(x_ptr, delta_ptr, w_ptr, out_ptr, sum_ptr, rstd_ptr, N,
         tl.store(sum_ptr + row * stride_s + cols, x, mask=mask)
     xf = x.to(tl.float32)
     rstd = tl.rsqrt(tl.sum(xf * xf, axis=0) / N + eps)
-    tl.store(rstd_ptr + row, rstd)
+    if STORE_RSTD:    # for the backward only
+        tl.store(rstd_ptr + row, rstd)
     normed = (xf * rstd).to(x_ptr.dtype.element_ty).to(tl.float32)
     w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
     tl.store(out_ptr + row * stride_o + cols, (normed * w).to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _add_rms_norm_forward(x2: torch.Tensor, d2: torch.Tensor | None, weight: torch.Tensor,
-                          eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _add_rms_norm_forward(x2: torch.Tensor, d2: torch.Tensor | None, weight: torch.Tensor, eps: float,
+                          keep_rstd: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     rows, n = x2.shape
     out = torch.empty(x2.shape, dtype=torch.promote_types(x2.dtype, weight.dtype), device=x2.device)
     total = x2 if d2 is None else torch.empty_like(x2)
-    rstd = torch.empty(rows, dtype=torch.float32, device=x2.device)
+    rstd = torch.empty(rows, dtype=torch.float32, device=x2.device) if keep_rstd else None
     block = triton.next_power_of_2(n)
-    _add_rms_norm_kernel[(rows,)](x2, x2 if d2 is None else d2, weight, out, total, rstd, n, eps, x2.stride(0),
-                                  0 if d2 is None else d2.stride(0), out.stride(0), total.stride(0),
-                                  HAS_DELTA=d2 is not None, BLOCK=block, num_warps=4 if block <= 2048 else 8)
+    _add_rms_norm_kernel[(rows,)](x2, x2 if d2 is None else d2, weight, out, total, out if rstd is None else rstd, n,
+                                  eps, x2.stride(0), 0 if d2 is None else d2.stride(0), out.stride(0),
+                                  total.stride(0), HAS_DELTA=d2 is not None, STORE_RSTD=keep_rstd, BLOCK=block,
+                                  num_warps=4 if block <= 2048 else 8)
     return out, total, rstd
 
 
@@ -94,7 +97,7 @@ class AddRMSNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x2, d2, weight, eps):
-        out, total, rstd = _add_rms_norm_forward(x2, d2, weight, eps)
+        out, total, rstd = _add_rms_norm_forward(x2, d2, weight, eps, keep_rstd=True)
         ctx.save_for_backward(total, weight, rstd)
         ctx.has_delta = d2 is not None
         return (out, total) if d2 is not None else out    # without delta the sum is the input itself
@@ -126,7 +129,7 @@ def add_rms_norm(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tens
         result = AddRMSNormFunction.apply(x2, d2, weight, eps)
         out, total = result if d2 is not None else (result, x2)
     else:
-        out, total, _ = _add_rms_norm_forward(x2, d2, weight, eps)
+        out, total, _ = _add_rms_norm_forward(x2, d2, weight, eps, keep_rstd=False)
     return out.view(*x.shape[:-1], out.shape[-1]), (x if delta is None else total.view(x.shape))
 
 

@@ -59,7 +59,7 @@ SCRIPT = textwrap.dedent('''
                           STORE_PRE=True, IEEE=False, NORM_ROWS=DP.NORM_ROWS), ("eps",))
     for t in ("bf16", "fp32"):
         compile_sm90(DEC._add_rms_norm_kernel, dict(x_ptr=t, delta_ptr=t, w_ptr=t, out_ptr=t, sum_ptr=t,
-                     rstd_ptr="fp32"), dict(HAS_DELTA=True, BLOCK=2048), ("eps",))
+                     rstd_ptr="fp32"), dict(HAS_DELTA=True, STORE_RSTD=True, BLOCK=2048), ("eps",))
         compile_sm90(DEC._rms_norm_backward_kernel, dict(dout_ptr=t, dtotal_ptr=t, total_ptr=t, w_ptr=t,
                      rstd_ptr="fp32", dx_ptr=t, dw_part_ptr="fp32"), dict(HAS_DTOTAL=True, BLOCK=2048))
         compile_sm90(DEC._rotary_kernel, dict(q_ptr=t, k_ptr=t, qo_ptr=t, ko_ptr=t, cos_ptr=t, sin_ptr=t),
