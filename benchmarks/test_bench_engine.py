@@ -125,14 +125,10 @@ def test_prefix_cache(benchmark, bench_workload, prefix_cache):
 
 def _hf_decoder(lm):
     """transformers Llama with the engine model's decoder weights (same parameter names)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from conftest import llama_config
+    from transformers import LlamaForCausalLM
 
-    c = lm.config
-    hf = LlamaForCausalLM(LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-        num_key_value_heads=c.num_key_value_heads, max_position_embeddings=c.max_position_embeddings,
-        rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope["rope_theta"]))
+    hf = LlamaForCausalLM(llama_config(lm.config))
     hf.load_state_dict({k: v.detach().clone() for k, v in lm.state_dict().items()})
     return hf.eval()
 

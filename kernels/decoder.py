@@ -205,8 +205,12 @@ class RotaryFunction(torch.autograd.Function):
 
 
 def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Differentiable RoPE on q [T, Hq, D] and k [T, Hk, D] (new tensors)."""
-    return RotaryFunction.apply(q, k, cos, sin)
+    """RoPE on q [T, Hq, D] and k [T, Hk, D]: in place (returned as they are) unless a gradient is needed,
+    then differentiable on new tensors."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, cos, sin)):
+        return RotaryFunction.apply(q, k, cos, sin)
+    rotary_(q, k, cos, sin)
+    return q, k
 
 
 @triton.jit

@@ -17,8 +17,14 @@ class OutOfBlocks(RuntimeError):
 
 def block_hashes(keys: Sequence[int], block_size: int) -> list[int]:
     """Chained hashes of the full blocks of `keys` (a partial last block has none)."""
-    hashes, parent = [], 0
-    for start in range(0, len(keys) - block_size + 1, block_size):
+    return extend_hashes([], keys, block_size, len(keys))
+
+
+def extend_hashes(hashes: list[int], keys: Sequence[int], block_size: int, length: int) -> list[int]:
+    """Append to `hashes` (the chain of the first len(hashes) blocks) those of the further full blocks of
+    keys[:length]; returns `hashes`."""
+    parent = hashes[-1] if hashes else 0
+    for start in range(len(hashes) * block_size, length - block_size + 1, block_size):
         parent = hash((parent, tuple(keys[start:start + block_size])))
         hashes.append(parent)
     return hashes
@@ -104,15 +110,12 @@ class BlockManager:
         if not self.enable_prefix_cache:
             return
         known = [] if known is None else known
-        parent = known[-1] if known else 0
-        size = self.block_size
-        for i in range(len(known), num_computed // size):
-            parent = hash((parent, tuple(keys[i * size:(i + 1) * size])))
-            known.append(parent)
-            block = table[i]
-            if self.block_hash[block] is None and parent not in self.cached:
-                self.block_hash[block] = parent
-                self.cached[parent] = block
+        first = len(known)
+        extend_hashes(known, keys, self.block_size, num_computed)
+        for block, h in zip(table[first:], known[first:]):
+            if self.block_hash[block] is None and h not in self.cached:
+                self.block_hash[block] = h
+                self.cached[h] = block
 
     def release(self, table: list[int]) -> None:
         for block in reversed(table):

@@ -160,8 +160,11 @@ class Engine:
         if not isinstance(self.model, HeartcareGPT):
             if any(r.signals or r.images for r in requests):
                 raise ValueError("this engine serves a text-only decoder: requests cannot carry signals or images")
-            return [(self._sequence(r, first_key + i, ids, list(ids)), None)
-                    for i, r in enumerate(requests) for ids in [self._ids(r)]]
+            text_only = []
+            for i, r in enumerate(requests):
+                ids = self._ids(r)
+                text_only.append((self._sequence(r, first_key + i, ids, list(ids)), None))
+            return text_only
         discrete = self.model.config.signal_mode == "discrete"
         spans = self.model.spans
         all_ids, sig_feats, img_feats, seq_keys = [], [], [], []

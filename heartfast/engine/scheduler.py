@@ -126,7 +126,7 @@ class Scheduler:
                 break
             self.running.append(seq)
             if self.blocks.enable_prefix_cache:
-                in_flight.update(seq.prompt_hashes(self.blocks.block_size)[seq.num_computed // self.blocks.block_size:])
+                in_flight.update(self._uncomputed_prompt_blocks(seq))
             length = min(seq.num_tokens - seq.num_computed, budget)
             chunks.append(Chunk(seq, seq.num_computed, length))
             budget -= length
@@ -135,9 +135,11 @@ class Scheduler:
 
     def _blocks_in_flight(self) -> set[int]:
         """Hashes of prompt blocks that running sequences have yet to compute."""
+        return {h for seq in self.running for h in self._uncomputed_prompt_blocks(seq)}
+
+    def _uncomputed_prompt_blocks(self, seq: Sequence) -> list[int]:
         size = self.blocks.block_size
-        return {h for seq in self.running if seq.num_computed < len(seq.prompt_ids)
-                for h in seq.prompt_hashes(size)[seq.num_computed // size:]}
+        return seq.prompt_hashes(size)[seq.num_computed // size:]
 
     def _next_block_in_flight(self, seq: Sequence, in_flight: set[int]) -> bool:
         """Whether `seq`'s first prompt block missing from the cache is being computed by another sequence."""

@@ -286,6 +286,13 @@ def _rows_of(part: torch.Tensor, whole: torch.Tensor, start: int) -> bool:
             and part.data_ptr() == whole.data_ptr() + start * whole.stride(0) * whole.element_size())
 
 
+def _fuse(owner: nn.Module, attr: str, *names: str) -> None:
+    """Fuse `names` into owner.`attr` unless the fusion there is still current."""
+    fused = getattr(owner, attr)
+    if fused is None or not fused.current(owner):
+        setattr(owner, attr, FusedRows.of(owner, *names))
+
+
 def _fused(owner: nn.Module, attr: str) -> FusedRows | None:
     """The owner's fusion when it applies to this call (no autograd, still current); a stale one is dropped."""
     fused = getattr(owner, attr)
@@ -312,8 +319,8 @@ class SelfAttention(nn.Module):
         self._qkv: FusedRows | None = None
 
     def fuse_projections(self) -> None:
-        if self.cfg.arch != "phi3" and not (self._qkv is not None and self._qkv.current(self)):
-            self._qkv = FusedRows.of(self, "q_proj", "k_proj", "v_proj")
+        if self.cfg.arch != "phi3":
+            _fuse(self, "_qkv", "q_proj", "k_proj", "v_proj")
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: AttentionHook) -> torch.Tensor:
         b, s, _ = x.shape
@@ -344,8 +351,8 @@ class SwiGLU(nn.Module):
         self._gate_up: FusedRows | None = None
 
     def fuse_projections(self) -> None:
-        if not self.fused and not (self._gate_up is not None and self._gate_up.current(self)):
-            self._gate_up = FusedRows.of(self, "gate_proj", "up_proj")
+        if not self.fused:
+            _fuse(self, "_gate_up", "gate_proj", "up_proj")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused:

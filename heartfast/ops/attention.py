@@ -28,19 +28,15 @@ _MODULES = {"flash-attn": "flash_attn", "xformers": "xformers"}
 
 def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False,
                         scale: float | None = None) -> torch.Tensor:
-    """Dense attention over [B, S, H, D] tensors via SDPA (GQA by repeating KV heads)."""
-    groups = q.shape[2] // k.shape[2]
+    """Dense attention over [B, S, H, D] tensors via SDPA (grouped-query heads through `sdpa_grouped`)."""
     qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
-    if groups > 1:
-        kt, vt = kt.repeat_interleave(groups, dim=1), vt.repeat_interleave(groups, dim=1)
     # Causal with Sk > S aligns the query block to the end of the keys (cached prefix + new chunk).
     mask = None
     if causal and kt.shape[2] != qt.shape[2]:
         s, sk = qt.shape[2], kt.shape[2]
         mask = torch.ones(s, sk, dtype=torch.bool, device=q.device).tril(diagonal=sk - s)
         causal = False
-    out = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, is_causal=causal, scale=scale)
-    return out.transpose(1, 2)
+    return sdpa_grouped(qt, kt, vt, attn_mask=mask, is_causal=causal, scale=scale).transpose(1, 2)
 
 
 def sdpa_grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, attn_mask: torch.Tensor | None = None,
@@ -102,11 +98,11 @@ def _sdpa_varlen(q, k, v, causal, scale, cu_seqlens) -> torch.Tensor:
 
 
 def _sdpa_each(q, k, v, causal, scale, bounds: list[int]) -> torch.Tensor:
-    """One SDPA call per packed sequence (slices of q/k/v; no padding, no copies)."""
+    """One attention call per packed sequence (slices of q/k/v; no padding)."""
     out = torch.empty_like(q)
     for start, stop in zip(bounds[:-1], bounds[1:]):
-        qs, ks, vs = (x[start:stop].transpose(0, 1) for x in (q, k, v))
-        out[start:stop] = sdpa_grouped(qs, ks, vs, is_causal=causal, scale=scale).transpose(0, 1)
+        out[start:stop] = attention_reference(q[None, start:stop], k[None, start:stop], v[None, start:stop],
+                                              causal=causal, scale=scale)[0]
     return out
 
 

@@ -12,10 +12,6 @@ import torch.nn.functional as F
 from heartfast.ops.backend import use_triton
 
 
-def _needs_grad(*tensors: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
 def add_rms_norm_reference(x: torch.Tensor, delta: torch.Tensor | None, weight: torch.Tensor,
                            eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     total = x if delta is None else x + delta
@@ -49,16 +45,11 @@ def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
            sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """RoPE on q [..., Hq, D] and k [..., Hk, D] with cos/sin [..., rot]; the fused path rotates in place."""
     if use_triton(q, k, cos, sin):
-        from heartfast.kernels import decoder as kernels
+        from heartfast.kernels.decoder import rotary as kernel
 
-        lead = q.shape[:-2]
-        q2, k2 = q.reshape(-1, *q.shape[-2:]), k.reshape(-1, *k.shape[-2:])
-        rot = cos.shape[-1]
-        cos2, sin2 = cos.expand(*lead, rot).reshape(-1, rot), sin.expand(*lead, rot).reshape(-1, rot)
-        if _needs_grad(q, k, cos, sin):
-            q2, k2 = kernels.rotary(q2, k2, cos2, sin2)
-        else:
-            kernels.rotary_(q2, k2, cos2, sin2)
+        lead, rot = q.shape[:-2], cos.shape[-1]
+        q2, k2 = kernel(q.reshape(-1, *q.shape[-2:]), k.reshape(-1, *k.shape[-2:]),
+                        cos.expand(*lead, rot).reshape(-1, rot), sin.expand(*lead, rot).reshape(-1, rot))
         return q2.view(*lead, *q.shape[-2:]), k2.view(*lead, *k.shape[-2:])
     return rotary_reference(q, cos, sin), rotary_reference(k, cos, sin)
 

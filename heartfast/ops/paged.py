@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from heartfast.ops.attention import PADDING_WASTE_LIMIT, sdpa_grouped
+from heartfast.ops.attention import PADDING_WASTE_LIMIT, attention_reference, sdpa_grouped
 from heartfast.ops.backend import has_module, requested_backend, use_triton
 
 FLASH_ATTN_PAGE_MULTIPLE = 256
@@ -106,14 +106,11 @@ def _prefill_each(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     prefix would otherwise pad every suffix to the longest prompt (Heartcare-Bench: 3.6x the work)."""
     out = torch.empty_like(q)
     for i, (start, stop, length) in enumerate(zip(bounds[:-1], bounds[1:], lens)):
-        new = stop - start
-        if new == 0:
+        if stop == start:
             continue
-        k = gather_cache(k_cache, block_tables[i], length).transpose(0, 1)[None].to(q.dtype)
-        v = gather_cache(v_cache, block_tables[i], length).transpose(0, 1)[None].to(q.dtype)
-        mask = None if new == length else torch.ones(new, length, dtype=torch.bool, device=q.device).tril(length - new)
-        out[start:stop] = sdpa_grouped(q[start:stop].transpose(0, 1)[None], k, v, attn_mask=mask,
-                                       is_causal=mask is None, scale=scale)[0].transpose(0, 1)
+        k = gather_cache(k_cache, block_tables[i], length)[None].to(q.dtype)
+        v = gather_cache(v_cache, block_tables[i], length)[None].to(q.dtype)
+        out[start:stop] = attention_reference(q[None, start:stop], k, v, causal=True, scale=scale)[0]
     return out
 
 
