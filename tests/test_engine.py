@@ -51,6 +51,21 @@ def test_greedy_matches_transformers_generate(hf_llama, settings, lookahead):
         assert engine.stats.cached_prompt_tokens > 0   # the shared 9-token prefix was reused
 
 
+def test_cache_memory_is_zeroed_before_first_read(hf_llama):
+    """The KV cache starts uninitialised (no start-up pass over it); the padded reads of the torch path see
+    rows past each length, so any block must be zeroed before a step reads it. NaN stands in for junk."""
+    hf, ours = hf_llama
+    rng = np.random.default_rng(2)
+    prompts = [rng.integers(1, 97, int(n)).tolist() for n in rng.integers(2, 20, 7)]
+    engine = Engine(ours, block_size=4, max_batched_tokens=16, max_seqs=4, num_blocks=20)
+    for cache in (*engine.cache.k, *engine.cache.v):
+        cache.fill_(float("nan"))
+    engine.cache.zeroed = 0
+    results = engine.generate([Request(f"q{i}", p, params=SamplingParams(max_tokens=6)) for i, p in enumerate(prompts)])
+    assert [r.token_ids for r in results] == [_hf_greedy(hf, p, 6) for p in prompts]
+    assert 0 < engine.cache.zeroed == engine.blocks.high_water <= 20
+
+
 def test_lookahead_gives_the_same_answers_with_stops_and_mixed_lengths(hf_llama):
     """Decode step t+1 launched before step t's tokens are read: requests that stop on a token (their
     looked-ahead token is discarded), reach max_tokens at different steps, or sample on the host (penalty)

@@ -42,6 +42,7 @@ class BlockManager:
         self.free: list[int] = list(range(num_blocks - 1, -1, -1))
         self.evictable: OrderedDict[int, None] = OrderedDict()  # hashed blocks with refcount 0
         self.hits = 0                                           # prompt tokens served from the cache
+        self.high_water = 0                                     # 1 + the highest block id ever handed out
 
     @property
     def num_available(self) -> int:
@@ -60,6 +61,7 @@ class BlockManager:
         else:
             raise OutOfBlocks("KV cache is full")
         self.refcount[block] = 1
+        self.high_water = max(self.high_water, block + 1)
         return block
 
     def match_prefix(self, keys: Sequence[int]) -> list[int]:

