@@ -137,24 +137,22 @@ class Engine:
         return max_seqs * -(-min(self.max_model_len, 1024) // block_size)  # CPU: 1k tokens a sequence; preemption covers more
 
     # ---- preparation: encoders and projection on whole groups ---------------------------------
-    def _features_for(self, kind: str, items: list, keys: list[str], fs: float) -> list[torch.Tensor]:
-        """Encoder features per item, computed once per key, new items batched by shape."""
-        todo: dict[tuple, list[int]] = {}
-        for i, key in enumerate(keys):
+    def _encode_new(self, kind: str, items: dict[str, object], fs: dict[str, float]) -> None:
+        """Encoder features for the items (by content key) not encoded before: one batched call per input
+        shape and sampling rate, over every new item of the group of requests."""
+        groups: dict[tuple, list[str]] = {}
+        for key, item in items.items():
             if (kind, key) not in self._features:
-                todo.setdefault(tuple(np.shape(items[i])), []).append(i)
-        for group in todo.values():
-            stacked = torch.stack([torch.as_tensor(np.asarray(items[i]) if not torch.is_tensor(items[i]) else items[i],
-                                                   dtype=torch.float32) for i in group]).to(self.device)
+                groups.setdefault((tuple(np.shape(item)), fs.get(key, 0.0)), []).append(key)
+        for (_, rate), keys in groups.items():
+            stacked = torch.stack([torch.as_tensor(items[k], dtype=torch.float32) for k in keys]).to(self.device)
             if kind == "signal":
-                feats = self.model.signal_features(stacked, fs)
+                feats = self.model.signal_features(stacked, rate)
             elif kind == "codes":
-                feats = self.model.signal_codes(stacked, fs)
+                feats = self.model.signal_codes(stacked, rate)
             else:
                 feats = self.model.image_features(stacked.to(self.dtype))
-            for i, f in zip(group, feats):
-                self._features[(kind, keys[i])] = f
-        return [self._features[(kind, k)] for k in keys]
+            self._features.update({(kind, k): f for k, f in zip(keys, feats)})
 
     def _prepare(self, requests: Seq[Request], first_key: int) -> list[tuple[Sequence, torch.Tensor | None]]:
         if not isinstance(self.model, HeartcareGPT):
@@ -166,16 +164,24 @@ class Engine:
                 text_only.append((self._sequence(r, first_key + i, ids, list(ids)), None))
             return text_only
         discrete = self.model.config.signal_mode == "discrete"
+        signal_kind = "codes" if discrete else "signal"
         spans = self.model.spans
-        all_ids, sig_feats, img_feats, seq_keys = [], [], [], []
+        request_keys, signals, images, rates = [], {}, {}, {}
         for r in requests:
             keys = r.keys or [content_key(x) for x in (*r.signals, *r.images)]
-            self._ecgs_seen.update(keys)
             if len(keys) != len(r.signals) + len(r.images):
                 raise ValueError(f"request {r.id}: {len(keys)} keys for {len(r.signals)} signals + {len(r.images)} images")
-            s_keys, i_keys = keys[:len(r.signals)], keys[len(r.signals):]
-            sig = self._features_for("codes" if discrete else "signal", r.signals, s_keys, r.signal_fs)
-            img = self._features_for("image", r.images, i_keys, 0.0)
+            self._ecgs_seen.update(keys)
+            request_keys.append((keys[:len(r.signals)], keys[len(r.signals):]))
+            signals.update(zip(keys, r.signals))
+            rates.update((k, r.signal_fs) for k in keys[:len(r.signals)])
+            images.update(zip(keys[len(r.signals):], r.images))
+        self._encode_new(signal_kind, signals, rates)
+        self._encode_new("image", images, {})
+        all_ids, sig_feats, img_feats, seq_keys = [], [], [], []
+        for r, (s_keys, i_keys) in zip(requests, request_keys):
+            sig = [self._features[(signal_kind, k)] for k in s_keys]
+            img = [self._features[("image", k)] for k in i_keys]
             if isinstance(r.prompt, str):
                 ids = build_input_ids(self.tokenizer, r.prompt, spans,
                                       signal_tokens=[f.shape[0] for f in sig] if not discrete else 0,
