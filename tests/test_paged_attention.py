@@ -88,10 +88,14 @@ def test_cache_writes_follow_the_slot_mapping(backend):
     assert torch.equal(k_cache, expected_k) and torch.equal(v_cache, expected_v)
 
 
+@pytest.mark.parametrize("backend", ["triton", "torch"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_prefill_over_cached_prefix_plus_new_chunk(dtype):
+@pytest.mark.parametrize("prefix,new", [
+    ([30, 0, 100], [7, 21, 90]),                     # a short chunk, a fresh prompt, a long chunk after a long prefix
+    ([30, 0, 100, 45, 64, 5], [7, 21, 1, 1, 90, 1]),  # decode rows riding along (one batched call on torch)
+], ids=["chunks", "chunks-and-decode-rows"])
+def test_prefill_over_cached_prefix_plus_new_chunk(dtype, backend, prefix, new):
     heads, kv_heads, head_dim = 4, 2, 64
-    prefix, new = [30, 0, 100], [7, 21, 90]  # a short chunk, a fresh prompt, a long chunk after a long prefix
     ctx = PagedContexts([p + n for p, n in zip(prefix, new)], kv_heads, head_dim, dtype)
     k_cache, v_cache = ctx.k_cache.clone(), ctx.v_cache.clone()
     for b, (p, n) in enumerate(zip(prefix, new)):  # the new tokens' K/V are not in the cache yet
@@ -104,7 +108,7 @@ def test_prefill_over_cached_prefix_plus_new_chunk(dtype):
     reshape_and_cache(new_k, new_v, k_cache, v_cache, slots, backend="triton")
     cu = torch.tensor([0, *torch.tensor(new).cumsum(0).tolist()], dtype=torch.int32)
     q = torch.randn(sum(new), heads, head_dim, dtype=dtype)
-    out = paged_prefill(q, k_cache, v_cache, ctx.block_tables, cu, ctx.seq_lens, backend="triton")
+    out = paged_prefill(q, k_cache, v_cache, ctx.block_tables, cu, ctx.seq_lens, backend=backend)
     for b in range(len(new)):
         ref = attention_reference(q[None, cu[b]:cu[b + 1]].double(), ctx.keys[b][None].double(),
                                   ctx.values[b][None].double(), causal=True)[0]
