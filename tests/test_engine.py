@@ -63,7 +63,7 @@ def test_cache_memory_is_zeroed_before_first_read(hf_llama):
     engine.cache.zeroed = 0
     results = engine.generate([Request(f"q{i}", p, params=SamplingParams(max_tokens=6)) for i, p in enumerate(prompts)])
     assert [r.token_ids for r in results] == [_hf_greedy(hf, p, 6) for p in prompts]
-    assert 0 < engine.cache.zeroed == engine.blocks.high_water <= 20
+    assert engine.blocks.high_water <= engine.cache.zeroed <= min(2 * engine.blocks.high_water, 20)
 
 
 def test_lookahead_gives_the_same_answers_with_stops_and_mixed_lengths(hf_llama):

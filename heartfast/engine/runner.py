@@ -35,11 +35,13 @@ class KVCache:
         self.zero_through(1)   # block 0 pads block tables (and CUDA graphs' idle rows)
 
     def zero_through(self, num_blocks: int) -> None:
-        """Make blocks [0, num_blocks) safe to read: zero those not zeroed before."""
+        """Make blocks [0, num_blocks) safe to read. The zeroed range at least doubles each time, so a run
+        launches O(log num_blocks) zeroing ops in all rather than a few per step while new blocks appear."""
         if num_blocks > self.zeroed:
+            upto = min(self.k[0].shape[0], max(num_blocks, 2 * self.zeroed))
             for cache in (*self.k, *self.v):
-                cache[self.zeroed:num_blocks].zero_()
-            self.zeroed = num_blocks
+                cache[self.zeroed:upto].zero_()
+            self.zeroed = upto
 
     @staticmethod
     def bytes_per_block(lm: DecoderLM, block_size: int, dtype: torch.dtype) -> int:
