@@ -12,7 +12,8 @@ from heartfast.evaluate.delineation import (
 )
 from heartfast.io.record import FIDUCIALS, LEADS_12, Annotations, Record
 from heartfast.signal.delineate import MISSING, delineate
-from heartfast.signal.rpeaks import detect_rpeaks, spectral_filter
+from heartfast.signal.pacing import bridge, pacing_mask
+from heartfast.signal.rpeaks import Spectrum, detect_rpeaks, spectral_filter
 from heartfast.signal.synthetic import generate_records
 
 
@@ -136,6 +137,57 @@ def test_other_sampling_rates(synthetic):
         onsets = d.points["QRS_on"][records.index(record)].numpy()
         pairs = match_points(truth, onsets[onsets >= 0], tolerance=0.03 * 250)
         assert len(pairs) >= len(truth) - 1
+
+
+# ------------------------------------------------------------------------------------------- pacing
+
+def _paced(records: list[Record], lead_in_s: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    """The records with a 1 mV, one-sample stimulus in every lead lead_in_s before each true QRS onset."""
+    x = _batch(records).clone()
+    stimuli = torch.zeros(x.shape[0], x.shape[-1], dtype=torch.bool)
+    for i, record in enumerate(records):
+        onsets = record.annotations.waves["II"]["QRS_on"] - int(lead_in_s * record.fs)
+        onsets = onsets[onsets > 2]
+        stimuli[i, onsets] = True
+        x[i, :, onsets] += torch.linspace(1.0, 0.6, x.shape[1])[:, None]
+    return x, stimuli
+
+
+def test_bridge_draws_the_line_between_the_unmasked_neighbours():
+    x = torch.tensor([[[0.0, 1.0, 9.0, 9.0, 4.0, 5.0, 7.0, 7.0]]])
+    mask = torch.tensor([[[False, False, True, True, False, False, True, True]]])
+    assert bridge(x, mask)[0, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 5.0, 5.0]
+
+
+def test_pacing_stimuli_are_found_and_nothing_else(synthetic):
+    x, stimuli = _paced(synthetic[:3])
+    mask = pacing_mask(x, 500.0)[:, 0]
+    assert mask[stimuli].all()
+    # the stimulus and its two neighbours (their second differences see it), widened by 4 ms either side
+    assert mask.sum() <= 7 * stimuli.sum()
+    assert not pacing_mask(_batch(synthetic[:3]), 500.0).any()
+    assert pacing_mask(x, 250.0) is None  # too slow to tell a stimulus from a QRS
+
+
+def test_a_pacing_stimulus_does_not_move_the_qrs_onset(synthetic):
+    x, _ = _paced(synthetic[:3])
+    clean, paced = delineate(_batch(synthetic[:3]), 500), delineate(x, 500)
+    assert torch.equal(clean.rpeaks.index, paced.rpeaks.index)
+    beats = clean.rpeaks.mask
+    for on_clean, on_paced in ((clean.points["QRS_on"], paced.points["QRS_on"]),
+                               (clean.lead_points["QRS_on"][:, 1], paced.lead_points["QRS_on"][:, 1])):  # lead II
+        assert (on_paced[beats] - on_clean[beats]).abs().max() <= 2  # 4 ms at 500 Hz (16 ms unbridged)
+
+
+def test_spectrum_add_is_the_spectrum_of_the_sum():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 2, 997, generator=gen)
+    change = torch.zeros_like(x)
+    change[1] = torch.randn(2, 997, generator=gen)
+    spectrum = Spectrum(x, 500.0, (2, 4))
+    spectrum.add(change[1].reshape(-1, 997), torch.tensor([2, 3]))
+    expected = Spectrum(x + change, 500.0, (2, 4))
+    assert torch.allclose(spectrum.band(0.5, 40.0, 2), expected.band(0.5, 40.0, 2), atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------- real data

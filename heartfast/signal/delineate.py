@@ -27,8 +27,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from heartfast.io.record import FIDUCIALS
+from heartfast.signal.pacing import remove_pacing_spikes
 from heartfast.signal.rpeaks import RPeaks, Spectrum, detect_rpeaks, rate_factor
 
 QRS_RATE_HZ = 250.0
@@ -219,6 +221,15 @@ def _rr(anchors: torch.Tensor, beat: torch.Tensor, fs: float) -> tuple[torch.Ten
     return torch.cat([median, rr], 1)[:, None, :k], torch.cat([rr, median], 1)[:, None, :k]
 
 
+def _paced_beats(stimuli: torch.Tensor | None, record: torch.Tensor, anchors: torch.Tensor, before: int) -> torch.Tensor:
+    """[1, 1, N] bool: beats with a pacing stimulus (mask [B, 1, T]) within `before` samples before the anchor."""
+    if stimuli is None:
+        return torch.zeros(1, 1, anchors.shape[1], dtype=torch.bool, device=anchors.device)
+    seen = F.pad(stimuli[:, 0].cumsum(-1), (1, 0))  # [B, T + 1]: stimulus samples before each index
+    end = anchors[0] + 1
+    return (seen[record, end] > seen[record, (end - before).clamp_min(0)])[None, None]
+
+
 def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) -> Delineation:
     """Delineate every beat of every lead of signals [B, L, T] (mV) sampled at fs Hz.
 
@@ -231,6 +242,7 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     b, n_leads, n = x.shape
     fq, fw = rate_factor(fs, QRS_RATE_HZ), rate_factor(fs, WAVE_RATE_HZ)
     spectrum = Spectrum(x, fs, (fq, fw))
+    stimuli = remove_pacing_spikes(x, spectrum)
     if rpeaks is None:
         rpeaks = detect_rpeaks(x, fs, spectrum)
     dev = x.device
@@ -289,7 +301,9 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     # the lead's QRS peak is its R wave where that dominates; where the negative wave does (rS, QS, paced
     # complexes) it is where the descent into that wave starts: the small r of an rS, the end of a QS's
     # initial plateau, as annotators mark it
-    descent_start = _last((Sq >= 0) & qrs & (pos_q < s_wave[..., None]), pos_q, s_wave)
+    # (a paced complex descends from its onset when no r wave precedes: there the descent starts at the onset)
+    paced = _paced_beats(stimuli, record, anchors, int(round(QRS_SEARCH_BEFORE_S * fs)))
+    descent_start = _last((Sq >= 0) & qrs & (pos_q < s_wave[..., None]), pos_q, torch.where(paced, qrs_on_l, s_wave))
     r_peak_l = torch.where(_at(above, r_wave) >= -_at(above, s_wave), r_wave, descent_start)
     qrs_size = torch.where(qrs, Xq, float("-inf")).amax(-1) - torch.where(qrs, Xq, float("inf")).amin(-1)
     r_peak = r_peak_l.gather(1, qrs_size.argmax(1, keepdim=True))

@@ -58,17 +58,28 @@ class Spectrum:
     def __init__(self, x: torch.Tensor, fs: float, factors: tuple[int, ...], pad_s: float = 0.5) -> None:
         step = math.lcm(*factors)
         t = x.shape[-1]
-        pad = (min(int(pad_s * fs), t - 1) // step) * step
-        tail = _fft_size(t + 2 * pad, step) - (t + 2 * pad)  # every factor divides it; FFT-friendly
-        flat = x.reshape(-1, 1, t)
+        self.pad = (min(int(pad_s * fs), t - 1) // step) * step
+        self.tail = _fft_size(t + 2 * self.pad, step) - (t + 2 * self.pad)  # every factor divides it; FFT-friendly
+        self.shape, self.fs, self.length = x.shape, fs, t + 2 * self.pad + self.tail
+        self.spectrum = self._transform(x.reshape(-1, t))
+        self.freqs = torch.fft.rfftfreq(self.length, d=1.0 / fs, device=x.device, dtype=x.dtype)
+
+    def _transform(self, rows: torch.Tensor) -> torch.Tensor:
+        """rfft of rows [R, T], padded like every row of this spectrum."""
+        pad, tail, t = self.pad, self.tail, rows.shape[-1]
+        flat = rows[:, None]
         right = pad + tail
         if right >= t:  # a short record: reflect what there is, repeat its last sample for the rest
             flat = F.pad(F.pad(flat, (pad, pad), mode="reflect") if pad else flat, (0, tail), mode="replicate")
         elif right > 0:  # reflect padding by slicing (faster than F.pad's reflect on CPU)
             flat = torch.cat([flat[..., 1:pad + 1].flip(-1), flat, flat[..., t - right - 1:t - 1].flip(-1)], -1)
-        self.shape, self.fs, self.pad, self.length = x.shape, fs, pad, flat.shape[-1]
-        self.spectrum = torch.fft.rfft(flat[:, 0], dim=-1)
-        self.freqs = torch.fft.rfftfreq(self.length, d=1.0 / fs, device=x.device, dtype=x.dtype)
+        return torch.fft.rfft(flat[:, 0], dim=-1)
+
+    def add(self, change: torch.Tensor, rows: torch.Tensor) -> None:
+        """Make this the spectrum of x + change, where change [R, T] is nonzero only in the given rows of
+        x.reshape(-1, T) (the padding and the transform are linear, so only those rows are transformed)."""
+        if rows.numel():
+            self.spectrum[rows] += self._transform(change)
 
     def band(self, low_hz: float | None, high_hz: float | None, factor: int = 1) -> torch.Tensor:
         """[..., ceil(T / factor)] band-passed signal at fs / factor."""
