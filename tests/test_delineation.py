@@ -214,6 +214,19 @@ def test_scored_expert_points_are_the_lead_s_own_or_the_all_lead_ones():
     assert expert_points_for(all_leads, "II") is shared
 
 
+def test_another_lead_s_experts_are_scored_like_a_method():
+    fs = 500
+    beats = np.arange(4) * 400 + 300
+    lead_ii = {"QRS_on": beats - 20, "QRS_peak": beats, "QRS_off": beats + 25, "T_off": beats + 180}
+    lead_avf = {"QRS_on": beats - 22, "QRS_peak": beats, "QRS_off": beats + 25, "T_off": beats + 200}
+    record = Record(id="a", signal=np.zeros((12, 2000), np.float32), fs=fs, leads=LEADS_12,
+                    annotations=Annotations(waves={"II": lead_ii, "aVF": lead_avf}))
+    score = evaluate([record], lead="II", methods=["expert-aVF"])[0].summary()
+    assert score["points"]["QRS_on"]["mean_ms"] == pytest.approx(-4.0)
+    assert score["intervals"]["qrs_duration"]["mae"] == pytest.approx(4.0)
+    assert score["intervals"]["qt_interval"]["mae"] == pytest.approx(44.0) and score["within_all"] == 0.0
+
+
 def test_records_without_beats_give_empty_results():
     d = delineate(torch.zeros(2, 12, 3000), 500)
     assert d.rpeaks.index.shape == (2, 0) and d.points["QRS_on"].shape == (2, 0)

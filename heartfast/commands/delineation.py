@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     methods = ["heartfast"]
     if not args.no_neurokit:
         methods += [f"neurokit-{m.strip()}" for m in args.neurokit.split(",") if m.strip()]
+    if args.expert_lead:
+        methods.append(f"expert-{args.expert_lead}")
     scores = evaluate(records, lead=args.lead, methods=methods, reference=args.reference,
                       progress=lambda name: print(f"running {name} on {len(records)} records", flush=True))
     half = f" ({args.half} record numbers)" if args.half else ""
@@ -73,6 +75,9 @@ def register(tree) -> None:
                              "annotations (LUDB), earliest onset / latest offset over all leads")
     parser.add_argument("--half", choices=("odd", "even"),
                         help="score only records with odd/even numbers (a held-out check: tune on one half)")
+    parser.add_argument("--expert-lead", metavar="LEAD",
+                        help="also score the experts' annotations of LEAD (e.g. aVF) against those of --lead, "
+                             "the reference's own lead-to-lead agreement (per-lead annotated DBs such as LUDB)")
     parser.add_argument("--json", help="also write the scores as JSON to this file")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads for heartfast (default 1: NeuroKit2 runs on one core too)")
