@@ -87,6 +87,32 @@ def test_projector_gets_gradients_when_llm_frozen(tiny):
         model.zero_grad(set_to_none=True)
 
 
+@pytest.mark.parametrize("preset", ["tiny", "tiny-gem"])
+def test_a_trainable_signal_encoder_gives_the_same_features_and_gets_gradients(preset):
+    torch.manual_seed(0)
+    model, tokenizer = build_model(preset)
+    signals = torch.randn(3, 12, 2500)
+    frozen = model.signal_features(signals, 250)
+    inputs = model.prepare_signals(signals, 250)
+    assert model.signal_length(inputs[0]) == frozen.shape[1]
+    model.train_signal_encoder()
+    model.train()   # the encoder stays trainable (and in eval mode: Beat's codebooks do not move)
+    path = {id(p) for p in model.signal_encoder_parameters()}
+    assert all(p.requires_grad == (id(p) in path) for p in model.signal_encoder.parameters())
+    assert not any(p.requires_grad for p in model.vision.parameters()) and not model.signal_encoder.training
+    trained = model.encode_signal_list(list(inputs))
+    assert torch.equal(trained.detach(), frozen.reshape(-1, frozen.shape[-1]))   # straight-through: same values
+    trained.square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.signal_encoder_parameters())
+    ids = build_input_ids(tokenizer, "<signal> Rhythm? A", model.spans, signal_tokens=frozen.shape[1])
+    batch = MultimodalBatch(input_ids=torch.tensor([ids]), signal_inputs=[inputs[0]])
+    with torch.no_grad():
+        torch.testing.assert_close(model.embed(batch),
+                                   model.embed(MultimodalBatch(input_ids=batch.input_ids, signal_features=frozen[:1])))
+    model.train_signal_encoder(False)
+    assert not any(p.requires_grad for p in model.signal_encoder.parameters())
+
+
 def test_save_and_load_round_trip(tiny, tmp_path):
     model, tokenizer = tiny
     batch, _ = sample_batch(model, tokenizer)

@@ -96,6 +96,7 @@ def test_sft_loss_falls_and_an_interrupted_run_resumes_to_the_same_losses(tmp_pa
                                  preset="tiny"), progress=False)
     assert full["losses"][-1] < full["losses"][0]
     assert (tmp_path / "a" / "model" / "model.safetensors").is_file()
+    assert encoder_changes(tmp_path / "a" / "model", "tiny") == {"encoder": False, "decoder": False}
     (tmp_path / "b").mkdir()
     shutil.copy(tmp_path / "a" / "features.pt", tmp_path / "b" / "features.pt")
     config = load_config("sft", overrides=[*TINY_RUN, "train.steps=4", f"train.out='{tmp_path / 'b'}'"],
@@ -114,6 +115,44 @@ def test_sft_loss_falls_and_an_interrupted_run_resumes_to_the_same_losses(tmp_pa
     assert resumed["steps"] == 4 and resumed["losses"] == full["losses"]
 
 
+def encoder_changes(directory, preset: str) -> dict[str, bool]:
+    """Whether the saved signal encoder's feature path / its other weights differ from the stage's initial ones."""
+    torch.manual_seed(0)   # the stage's seed: the same initial weights
+    start = build_model(preset)[0]
+    trained = HeartcareGPT.from_pretrained(directory).state_dict()
+    path = {id(p) for p in start.signal_encoder_parameters()}
+    changed = {"encoder": False, "decoder": False}
+    for name, value in start.signal_encoder.named_parameters():
+        if not torch.equal(trained[f"signal_encoder.{name}"], value):
+            changed["encoder" if id(value) in path else "decoder"] = True
+    return changed
+
+
+def test_sft_with_a_trainable_signal_encoder_trains_it_and_resumes_exactly(tmp_path, monkeypatch):
+    preset = "tiny"
+    run = [*TINY_RUN, "model.train_signal_encoder=true", "train.steps=3"]
+    full = run_stage(load_config("sft", overrides=[*run, f"train.out='{tmp_path / 'a'}'"], preset=preset),
+                     progress=False)
+    assert full["losses"][-1] < full["losses"][0]
+    assert encoder_changes(tmp_path / "a" / "model", preset) == {"encoder": True, "decoder": False}
+    assert torch.load(tmp_path / "a" / "features.pt", weights_only=True)["signal"] == {}   # inputs stay in memory
+    config = load_config("sft", overrides=[*run, f"train.out='{tmp_path / 'b'}'"], preset=preset)
+    step = Trainer.train_step
+
+    def stop_after_one(self):
+        row = step(self)
+        self._stop_requested = row["step"] == 1
+        return row
+
+    monkeypatch.setattr(Trainer, "train_step", stop_after_one)
+    assert run_stage(config, progress=False)["steps"] == 1
+    monkeypatch.setattr(Trainer, "train_step", step)
+    assert run_stage(config, progress=False)["losses"] == full["losses"]
+    resumed = HeartcareGPT.from_pretrained(tmp_path / "b" / "model").state_dict()
+    for name, value in HeartcareGPT.from_pretrained(tmp_path / "a" / "model").state_dict().items():
+        assert torch.equal(resumed[name], value), name
+
+
 def test_sft_on_the_tiny_gem_preset_trains_the_gem_projector_from_whole_record_tokens(tmp_path):
     out = tmp_path / "gem"
     summary = run_stage(load_config("sft", overrides=[*TINY_RUN, "train.steps=3", f"train.out='{out}'"],
@@ -129,12 +168,14 @@ def test_sft_on_the_tiny_gem_preset_trains_the_gem_projector_from_whole_record_t
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_give_the_losses_of_one(tmp_path):
+@pytest.mark.parametrize("train_encoder", [False, True])
+def test_torchrun_two_processes_give_the_losses_of_one(tmp_path, train_encoder):
     def run(nproc: int) -> list[float]:
         out = tmp_path / f"p{nproc}"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "heartfast", "train", "sft", "--preset", "tiny", "--data", "synthetic:10", "--out", str(out),
-               "--steps", "2", "--batch-size", "4", "--no-eval", "--quiet"]
+               "--steps", "2", "--batch-size", "4", "--no-eval", "--quiet",
+               "--set", f"model.train_signal_encoder={str(train_encoder).lower()}"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads((out / "summary.json").read_text())["losses"]

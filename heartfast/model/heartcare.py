@@ -66,12 +66,18 @@ class MultimodalBatch:
     signals: torch.Tensor | None = None  # raw [Ns, leads, T] at signal_fs
     signal_fs: float = 500.0
     signal_features: torch.Tensor | None = None  # or precomputed encoder outputs [Ns, n, d]
+    signal_inputs: list[torch.Tensor] | None = None  # or encoder inputs (`prepare_signals`), one per signal,
+    #                                                  encoded in the step (a trainable signal encoder)
     images: torch.Tensor | None = None  # [Ni, 3, H, W] or lead crops [Ni, 12, 3, h, w] in [0, 1]
     image_features: torch.Tensor | None = None  # or precomputed tower outputs [Ni, n, d]
 
     def to(self, device: torch.device | str) -> "MultimodalBatch":
-        moved = {k: v.to(device) if torch.is_tensor(v) else v for k, v in self.__dict__.items()}
-        return MultimodalBatch(**moved)
+        def move(v):
+            if isinstance(v, list):
+                return [t.to(device) for t in v]
+            return v.to(device) if torch.is_tensor(v) else v
+
+        return MultimodalBatch(**{k: move(v) for k, v in self.__dict__.items()})
 
 
 @dataclass
@@ -140,6 +146,7 @@ class HeartcareGPT(nn.Module):
         self.vision = vision
         self.signal_encoder = signal_encoder if signal_encoder is not None else self._build_signal_encoder()
         self.projector = DualStreamProjector(ProjectorConfig(**config.projector))
+        self.signal_encoder_trainable = False   # a training choice (`train_signal_encoder`), not saved
         self.freeze_encoders()
 
     def _build_signal_encoder(self) -> nn.Module:
@@ -165,10 +172,36 @@ class HeartcareGPT(nn.Module):
         return [m for m in (self.vision, self.signal_encoder) if m is not None]
 
     def freeze_encoders(self) -> None:
-        """The signal encoder and the vision tower are frozen in every HeartcareGPT / GEM stage."""
+        """Freeze the vision tower and the signal encoder (the papers' setting in every stage), except the
+        signal encoder's feature path after `train_signal_encoder()`. The encoders always run in eval mode:
+        no dropout, and Beat's EMA codebooks stay as they are (only the query encoder learns)."""
         for module in self.encoders():
             module.requires_grad_(False)
             module.eval()
+        if self.signal_encoder_trainable:
+            for p in self.signal_encoder_parameters():
+                p.requires_grad_(True)
+
+    def train_signal_encoder(self, enabled: bool = True) -> None:
+        """Let the signal encoder learn with the rest of the stage (it stays trainable through `train()`).
+
+        The tiny presets' encoders are random: frozen, their features hide the heart rate and rhythm
+        irregularity from the decoder. Training them jointly is a departure from the papers (which freeze
+        pretrained encoders); a training step then encodes `MultimodalBatch.signal_inputs` itself.
+        """
+        if enabled and self.config.signal_mode != "continuous":
+            raise ValueError("a trainable signal encoder needs the continuous signal stream (signal_mode='continuous')")
+        self.signal_encoder_trainable = enabled
+        self.freeze_encoders()
+
+    def signal_encoder_parameters(self) -> list[nn.Parameter]:
+        """The signal encoder's parameters that its features depend on (Beat's decoder and heads serve
+        stage 1 only; they would get no gradient here)."""
+        encoder = self.signal_encoder
+        if self.config.signal_encoder == "beat":
+            return [encoder.positions, encoder.queries, *encoder.patch_embed.parameters(),
+                    *encoder.encoder.parameters()]
+        return list(encoder.parameters())
 
     def train(self, mode: bool = True) -> "HeartcareGPT":
         super().train(mode)
@@ -183,9 +216,49 @@ class HeartcareGPT(nn.Module):
     @torch.no_grad()
     def signal_features(self, signals: torch.Tensor | np.ndarray, fs: float) -> torch.Tensor:
         """Raw ECGs [Ns, leads, T] at fs -> encoder features [Ns, n, d] (Beat latents or GEM time-series tokens)."""
+        return self.encode_signals(self.prepare_signals(signals, fs))
+
+    @torch.no_grad()
+    def prepare_signals(self, signals: torch.Tensor | np.ndarray, fs: float) -> torch.Tensor:
+        """Raw ECGs [Ns, leads, T] at fs -> the encoder's inputs: Beat windows [Ns, W, 12, window] (resampled,
+        cleaned, normalised) or GEM's [Ns, 12, 5000]. Fixed preprocessing, so a trainer computes it once."""
         if self.config.signal_encoder == "beat":
-            return self.signal_encoder.latents(signals, fs)
-        return self.signal_encoder(self.signal_encoder.prepare(signals, fs))
+            return self.signal_encoder.windows(signals, fs)
+        return self.signal_encoder.prepare(signals, fs)
+
+    def encode_signals(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Encoder inputs [Ns, ...] (`prepare_signals`) -> features [Ns, n, d], differentiable in the encoder.
+
+        Beat: the quantized latents (the codes' sum per query), with the straight-through gradient to the
+        query encoder; the values are exactly the quantized ones (`q + (z - z.detach())`).
+        """
+        if self.config.signal_encoder != "beat":
+            return self.signal_encoder(inputs)
+        beat = self.signal_encoder
+        b, w = inputs.shape[:2]
+        z = beat.encode_queries(inputs.reshape(b * w, *inputs.shape[2:]))
+        z = z.reshape(-1, z.shape[-1])
+        quantized = beat.quantizer.lookup(beat.quantizer.assign(z)).sum(-2)
+        if torch.is_grad_enabled() and z.requires_grad:
+            quantized = quantized + (z - z.detach())
+        return quantized.reshape(b, -1, z.shape[-1])
+
+    def signal_length(self, inputs: torch.Tensor) -> int:
+        """Feature rows (`<signal>` placeholders) of one signal's encoder inputs (`prepare_signals(...)[i]`)."""
+        if self.config.signal_encoder == "beat":
+            return inputs.shape[0] * self.signal_encoder.config.queries
+        return self.signal_encoder.config.tokens
+
+    def encode_signal_list(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """One encoder call per distinct input shape (recordings of different lengths); rows [sum n, d] in order."""
+        groups: dict[tuple, list[int]] = {}
+        for i, x in enumerate(inputs):
+            groups.setdefault(tuple(x.shape), []).append(i)
+        rows: list[torch.Tensor | None] = [None] * len(inputs)
+        for members in groups.values():
+            for i, f in zip(members, self.encode_signals(torch.stack([inputs[i] for i in members]))):
+                rows[i] = f
+        return torch.cat(rows)
 
     @torch.no_grad()
     def signal_codes(self, signals: torch.Tensor | np.ndarray, fs: float) -> torch.Tensor:
@@ -207,6 +280,8 @@ class HeartcareGPT(nn.Module):
         flat_ids = ids.reshape(-1)
         ids_of = self.config.token_ids
         signal = batch.signal_features
+        if signal is None and batch.signal_inputs:
+            signal = self.encode_signal_list(batch.signal_inputs)
         if signal is None and batch.signals is not None and self.config.signal_mode == "continuous":
             signal = self.signal_features(batch.signals, batch.signal_fs)
         image = batch.image_features

@@ -29,6 +29,7 @@ class ModelSection:
     vision: str = ""
     signal_encoder: str = ""             # a Beat tokenizer saved by `heartfast train beat` (model/ folder)
     gradient_checkpointing: bool = False
+    train_signal_encoder: bool = False   # the signal encoder learns with the stage (feature cache: its inputs)
 
 
 @dataclass

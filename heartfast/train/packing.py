@@ -7,11 +7,12 @@ so no token is padding. `pad(samples)` builds the usual right-padded [B, S] batc
 
 Stream features travel with the sample: `signal_features` [n_signals, n, d] and `image_features`
 [n_images, m, d] in order of appearance, already computed by the frozen encoders, so a training step only
-runs the projectors and the LLM.
+runs the projectors and the LLM. With a trainable signal encoder the sample carries the encoder's inputs
+instead (`signal_inputs`, one prepared recording per `<signal>` span) and the step encodes them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -25,6 +26,7 @@ class Sample:
     labels: list[int]                              # IGNORE_INDEX where no loss (prompt, placeholders)
     signal_features: list[torch.Tensor]            # one [n, d] per <signal> span, in order
     image_features: list[torch.Tensor]             # one [m, d] per <image> span, in order
+    signal_inputs: list[torch.Tensor] = field(default_factory=list)   # or encoder inputs per <signal> span
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -55,7 +57,12 @@ def pack(samples: list[Sample]) -> MultimodalBatch:
     positions = (torch.arange(int(cu[-1])) - starts)[None]
     return MultimodalBatch(ids, labels, positions, cu, max_seqlen=int(lengths.max()),
                            signal_features=_features(samples, "signal_features"),
-                           image_features=_features(samples, "image_features"))
+                           image_features=_features(samples, "image_features"),
+                           signal_inputs=_inputs(samples))
+
+
+def _inputs(samples: list[Sample]) -> list[torch.Tensor] | None:
+    return [x for s in samples for x in s.signal_inputs] or None
 
 
 def pad(samples: list[Sample], pad_id: int) -> tuple[MultimodalBatch, torch.Tensor]:
@@ -71,7 +78,7 @@ def pad(samples: list[Sample], pad_id: int) -> tuple[MultimodalBatch, torch.Tens
         labels[i, :len(s)] = torch.tensor(s.labels)
         mask[i, :len(s)] = 1
     batch = MultimodalBatch(ids, labels, signal_features=_features(samples, "signal_features"),
-                            image_features=_features(samples, "image_features"))
+                            image_features=_features(samples, "image_features"), signal_inputs=_inputs(samples))
     return batch, mask
 
 

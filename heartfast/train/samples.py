@@ -6,7 +6,10 @@ the span lengths of their features (`build_input_ids`).
 
 The encoders are frozen in the align and sft stages, so their outputs are computed once per record
 (`FeatureCache`, batched, saved next to the run so a resumed run reuses them) and a step only runs the
-projectors and the LLM. With the image stream off, image inputs are shown as signals.
+projectors and the LLM. With a trainable signal encoder (`HeartcareGPT.train_signal_encoder`) the cache
+keeps each record's encoder inputs instead (`HeartcareGPT.prepare_signals`: fixed preprocessing, in memory
+only, recomputed in seconds on resume) and the step encodes them. With the image stream off, image inputs
+are shown as signals.
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ FEATURE_CHUNK = 64   # records per encoder call
 
 
 class FeatureCache:
-    """Frozen-encoder features per record id: signal [n, d] and, with the image stream, image [m, d]."""
+    """Per record id: frozen-encoder signal features [n, d], or the encoder inputs of a trainable signal
+    encoder, and, with the image stream, image features [m, d]."""
 
     def __init__(self, model: HeartcareGPT, images: bool, path: Path | None = None) -> None:
         if model.config.signal_mode != "continuous":
@@ -37,11 +41,14 @@ class FeatureCache:
         if images and model.vision is None:
             raise ValueError("the image stream is on but the model has no vision tower")
         self.model, self.images, self.path = model, images, path
-        self.signal: dict[str, torch.Tensor] = {}
+        self.signal_inputs = model.signal_encoder_trainable   # store inputs, not (changing) features
+        self.signal: dict[str, torch.Tensor] = {}          # features [n, d], or encoder inputs
         self.image: dict[str, torch.Tensor] = {}
         if path is not None and path.is_file():
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            self.signal, self.image = saved["signal"], saved["image"]
+            self.image = saved["image"]
+            if not self.signal_inputs:
+                self.signal = saved["signal"]
 
     def __contains__(self, record_id: str) -> bool:
         return record_id in self.signal and (not self.images or record_id in self.image)
@@ -56,7 +63,8 @@ class FeatureCache:
         device = next(self.model.llm.parameters()).device
         for (fs, _), group in groups.items():
             signals = torch.from_numpy(np.stack([r.to_12_leads() for r in group]).astype(np.float32)).to(device)
-            for r, f in zip(group, self.model.signal_features(signals, fs)):
+            encode = self.model.prepare_signals if self.signal_inputs else self.model.signal_features
+            for r, f in zip(group, encode(signals, fs)):
                 self.signal[r.id] = f.float().cpu()
             if self.images:
                 from heartfast.render.renderer import render
@@ -70,7 +78,7 @@ class FeatureCache:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp")   # one per process: torchrun ranks save alike
-        torch.save({"signal": self.signal, "image": self.image}, tmp)
+        torch.save({"signal": {} if self.signal_inputs else self.signal, "image": self.image}, tmp)
         os.replace(tmp, self.path)
 
     def encode_stream(self, records: Iterable[Record], wanted: set[str] | None = None,
@@ -103,7 +111,10 @@ def item_sample(item: Item, model: HeartcareGPT, tokenizer, cache: FeatureCache,
     images = [cache.image[rid] for rid, kind in zip(record_ids, kinds) if kind == "image"]
     prompt, answer = item_prompt(item, tokenizer, cache.images, answer=with_answer)
     per_image = model.projector.image_tokens
-    prompt_ids = build_input_ids(tokenizer, prompt, model.spans, [f.shape[0] for f in signals],
-                                 [f.shape[0] * per_image for f in images])
+    lengths = [model.signal_length(x) if cache.signal_inputs else x.shape[0] for x in signals]
+    prompt_ids = build_input_ids(tokenizer, prompt, model.spans, lengths, [f.shape[0] * per_image for f in images])
     answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] if answer else []
-    return Sample(prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids, signals, images)
+    labels = [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+    if cache.signal_inputs:
+        return Sample(prompt_ids + answer_ids, labels, [], images, signal_inputs=signals)
+    return Sample(prompt_ids + answer_ids, labels, signals, images)

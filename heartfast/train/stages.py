@@ -3,12 +3,14 @@
 align: the LLM and the encoders are frozen; only the DSPA projectors learn to place ECG features where
        the LLM can read them.
 sft:   LoRA adapters on the decoder + the projectors (or the whole LLM with `lora.r = 0`).
+With `model.train_signal_encoder = true` the signal encoder learns too, in either stage (the papers freeze
+it; the tiny presets' random encoders need it to carry heart rate and rhythm irregularity).
 
 Both train on instruction items (closed/open QA, reports, ...) with the loss on the answer tokens only.
 A micro-batch is packed into one varlen row (no padding), the loss is `linear_cross_entropy` on the final
-hidden states (no [tokens, vocab] fp32 logits), and the encoder features are computed once per record
-(`heartfast.train.samples.FeatureCache`). The trained model is written with `HeartcareGPT.save_pretrained`
-to OUT/model (with the tokenizer); closed-QA accuracy on the held-out split goes to OUT/eval.json.
+hidden states (no [tokens, vocab] fp32 logits), and the frozen encoders' features are computed once per
+record (`heartfast.train.samples.FeatureCache`; for a trainable signal encoder its inputs, encoded in each
+step). The trained model is written with `HeartcareGPT.save_pretrained` to OUT/model (with the tokenizer); closed-QA accuracy on the held-out split goes to OUT/eval.json.
 """
 from __future__ import annotations
 
@@ -102,7 +104,7 @@ def set_trainable(model: HeartcareGPT, config: StageConfig) -> dict[str, int]:
             model.projector.requires_grad_(True)
     else:
         model.requires_grad_(True)
-    model.freeze_encoders()
+    model.train_signal_encoder(config.model.train_signal_encoder)   # and freezes the rest of the encoders
     if not config.data.images and model.projector.config.kind == "heartcare":
         for name, p in model.projector.named_parameters():
             if name.startswith("image_"):
