@@ -6,6 +6,8 @@ tensors [1, L, N, W] (leads, the beats of all records on one axis, window) and e
 reduction over the window axis: there is no Python loop over samples, beats, leads or records.
 
 Method (in the spirit of Martinez et al. 2004, written from the conventions, not their code):
+- Pacing stimuli are bridged in the shared spectrum first (`heartfast.signal.pacing`), so a paced
+  complex is delineated from the ventricular response, as readers mark it.
 - QRS: the slope of the 40 Hz low-passed signal; the complex spans from the first to the last sample
   whose slope exceeds a fraction of the largest QRS slope, and each boundary walks out to where the
   slope goes quiet. Global onset/offset use the spatial velocity (root-sum-square slope over leads,

@@ -3,12 +3,13 @@
 A pacing stimulus lasts a millisecond or two and shows in every lead at once. Low-passed for the QRS
 (40 Hz) it becomes a ±10 ms blip that a delineator takes for the start of the QRS, and a large one
 skews the QRS slope thresholds, while readers mark the paced complex from the ventricular response.
-Cardiac waves bend the trace smoothly from one sample to the next at 500 Hz; a stimulus bends it by
-a tenth of a millivolt or more within one sample, in most leads at once. Such samples (or an equally
-brief artefact shared by the leads, which is as well bridged), widened by PACE_WIDEN_S, are replaced by
-the straight line between their neighbours, and the spectrum the delineator shares is corrected in
-place for the affected records only. Below PACE_MIN_RATE_HZ (QTDB's 250 Hz, PTB-XL's 100 Hz) a
-stimulus cannot be told from a QRS this way and nothing is done.
+A stimulus bends the trace sharply within one sample in most leads at once; a QRS bends it sharply
+only in the leads where it is tall and narrow, and noise only here and there (in LUDB a threshold of
+0.08 mV on the second difference also caught muscle noise, 0.12-0.16 mV only stimuli and glitches).
+Such samples (or an equally brief artefact shared by the leads, which is as well bridged), widened by
+PACE_WIDEN_S, are replaced by the straight line between their neighbours, and the spectrum the
+delineator shares is corrected in place for the affected records only. Below PACE_MIN_RATE_HZ (QTDB's
+250 Hz, PTB-XL's 100 Hz) a stimulus cannot be told from a QRS this way and nothing is done.
 """
 from __future__ import annotations
 
