@@ -169,6 +169,24 @@ def test_pacing_stimuli_are_found_and_nothing_else(synthetic):
     assert pacing_mask(x, 250.0) is None  # too slow to tell a stimulus from a QRS
 
 
+def test_a_tall_narrow_qrs_is_no_pacing_stimulus():
+    fs = 500.0
+    t = torch.arange(5000) / fs
+    apex = (1.0 - ((t[:, None] - torch.tensor([1.0, 2.0, 3.0])).abs() / 0.01)).clamp_min(0).sum(-1)  # 20 ms wide
+    x = (4.0 * apex).expand(12, -1)[None]  # 4 mV: 0.4 mV per sample, in every lead
+    assert not pacing_mask(x, fs).any()
+    spike = torch.zeros_like(x)
+    spike[..., 2000] = 0.5
+    assert pacing_mask(x + spike, fs)[0, 0, 2000]
+
+
+def test_no_pacing_stimulus_in_an_unpaced_holter_record(shared_data):
+    from heartfast.io.sources import list_records
+
+    record = list_records(shared_data / "mitdb")[0].load()  # 2 leads, 360 Hz, sharp tall R waves
+    assert not pacing_mask(torch.from_numpy(record.signal[None]), record.fs).any()
+
+
 def test_a_pacing_stimulus_does_not_move_the_qrs_onset(synthetic):
     x, _ = _paced(synthetic[:3])
     clean, paced = delineate(_batch(synthetic[:3]), 500), delineate(x, 500)

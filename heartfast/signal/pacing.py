@@ -1,11 +1,12 @@
-"""Pacemaker stimuli: found as sharp bends that most leads share, and bridged before delineation.
+"""Pacemaker stimuli: found as brief pulses that most leads share, and bridged before delineation.
 
 A pacing stimulus lasts a millisecond or two and shows in every lead at once. Low-passed for the QRS
 (40 Hz) it becomes a ±10 ms blip that a delineator takes for the start of the QRS, and a large one
 skews the QRS slope thresholds, while readers mark the paced complex from the ventricular response.
-A stimulus bends the trace sharply within one sample in most leads at once; a QRS bends it sharply
-only in the leads where it is tall and narrow, and noise only here and there (in LUDB a threshold of
-0.08 mV on the second difference also caught muscle noise, 0.12-0.16 mV only stimuli and glitches).
+A stimulus stands off its neighbouring samples in most leads at once and is over within a few ms;
+a tall narrow QRS stands off its neighbours too, but keeps rising over several samples, and noise
+stands off in a few leads only (in LUDB, MIT-BIH 100 and the CinC 2021 records in ../shared/data the
+stimuli of the paced records were found and no QRS apex; also a few saturation steps and glitches).
 Such samples (or an equally brief artefact shared by the leads, which is as well bridged), widened by
 PACE_WIDEN_S, are replaced by the straight line between their neighbours, and the spectrum the
 delineator shares is corrected in place for the affected records only. Below PACE_MIN_RATE_HZ (QTDB's
@@ -19,7 +20,9 @@ import torch.nn.functional as F
 from heartfast.signal.rpeaks import Spectrum
 
 PACE_MIN_RATE_HZ = 300.0  # below this a stimulus is smeared over samples and not told from the QRS
-PACE_BEND_MV = 0.16       # a stimulus bends the trace by at least this within one sample ...
+PACE_BEND_MV = 0.08       # a stimulus stands this far off the mean of its two neighbouring samples ...
+PACE_SPAN_S = 0.006       # ... and less than PACE_GROWTH times as far off the mean of the samples this far away
+PACE_GROWTH = 2.0         #     (a QRS apex stands k times as far off at k samples: it is no brief pulse)
 PACE_LEAD_SHARE = 0.5     # ... in at least this share of the leads at once
 PACE_WIDEN_S = 0.004      # its samples are bridged this far either side
 
@@ -28,10 +31,17 @@ def pacing_mask(x: torch.Tensor, fs: float) -> torch.Tensor | None:
     """[B, 1, T] bool: samples of x [B, L, T] inside a pacing stimulus; None below PACE_MIN_RATE_HZ."""
     if fs < PACE_MIN_RATE_HZ:
         return None
-    bend = torch.add(x[..., 2:], x[..., :-2]).sub_(x[..., 1:-1], alpha=2).abs_()  # second difference, in place
-    hit = bend.gt_(PACE_BEND_MV).sum(1, keepdim=True) >= PACE_LEAD_SHARE * x.shape[1]
+    t = x.shape[-1]
+    k = max(2, int(round(PACE_SPAN_S * fs)))
+    if t <= 2 * k:
+        return torch.zeros(x.shape[0], 1, t, dtype=torch.bool, device=x.device)
+    centre = x[..., k:t - k]
+    near = torch.add(x[..., k - 1:t - k - 1], x[..., k + 1:t - k + 1]).mul_(0.5).sub_(centre).abs_()
+    far = torch.add(x[..., :t - 2 * k], x[..., 2 * k:]).mul_(0.5).sub_(centre).abs_()
+    pulse = (near > PACE_BEND_MV) & (far < PACE_GROWTH * near)
+    hit = pulse.sum(1, keepdim=True) >= PACE_LEAD_SHARE * x.shape[1]
     r = max(1, int(round(PACE_WIDEN_S * fs)))
-    return F.max_pool1d(F.pad(hit.float(), (1, 1)), 2 * r + 1, stride=1, padding=r).bool()
+    return F.max_pool1d(F.pad(hit.float(), (k, k)), 2 * r + 1, stride=1, padding=r).bool()
 
 
 def bridge(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
