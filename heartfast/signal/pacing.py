@@ -38,8 +38,8 @@ def pacing_mask(x: torch.Tensor, fs: float) -> torch.Tensor | None:
     centre = x[..., k:t - k]
     near = torch.add(x[..., k - 1:t - k - 1], x[..., k + 1:t - k + 1]).mul_(0.5).sub_(centre).abs_()
     far = torch.add(x[..., :t - 2 * k], x[..., 2 * k:]).mul_(0.5).sub_(centre).abs_()
-    pulse = (near > PACE_BEND_MV) & (far < PACE_GROWTH * near)
-    hit = pulse.sum(1, keepdim=True) >= PACE_LEAD_SHARE * x.shape[1]
+    brief = far.sub_(near, alpha=PACE_GROWTH).lt_(0)  # in place throughout: 1.0 where a lead shows a pulse
+    hit = near.gt_(PACE_BEND_MV).mul_(brief).sum(1, keepdim=True) >= PACE_LEAD_SHARE * x.shape[1]
     r = max(1, int(round(PACE_WIDEN_S * fs)))
     return F.max_pool1d(F.pad(hit.float(), (k, k)), 2 * r + 1, stride=1, padding=r).bool()
 
