@@ -61,6 +61,7 @@ T_SIDE_S = 0.10            # the trapezium reference point lies this far beyond 
 P_SIDE_S = 0.05            # ... and for the P wave
 
 MISSING = -1
+MASKED = 1e30  # pushed this far out of a masked extremum's reach (signals are mV, slopes mV/s)
 
 
 @dataclass
@@ -114,17 +115,22 @@ def _in_range(positions: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> to
 
 
 def _argmax_in(v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask, v, float("-inf")).argmax(-1)
+    """argmax of v over the window where mask holds (0 where it holds nowhere). Masked values are pushed
+    down by MASKED rather than replaced through torch.where, which is several times slower on CPU."""
+    return (v - ~mask * MASKED).argmax(-1)
 
 
 def _first(mask: torch.Tensor, positions: torch.Tensor, default: torch.Tensor) -> torch.Tensor:
+    """First window position (positions = arange(W)) where mask holds, else default; a masked product's
+    maximum, several times faster on CPU than a masked minimum through torch.where."""
     w = mask.shape[-1]
-    first = torch.where(mask, positions, w).amin(-1)
+    first = w - (mask * (w - positions)).amax(-1)
     return torch.where(first < w, first, default)
 
 
 def _last(mask: torch.Tensor, positions: torch.Tensor, default: torch.Tensor) -> torch.Tensor:
-    last = torch.where(mask, positions, -1).amax(-1)
+    """Last window position (positions = arange(W)) where mask holds, else default."""
+    last = (mask * (positions + 1)).amax(-1) - 1
     return torch.where(last >= 0, last, default)
 
 
@@ -276,7 +282,7 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     search = _in_range(pos_q, start, stop + 1)
 
     def peak_of(slope_size: torch.Tensor) -> torch.Tensor:
-        return torch.where(core, slope_size, 0.0).amax(-1, keepdim=True)
+        return (slope_size * core).amax(-1, keepdim=True)  # slopes are >= 0
 
     def boundaries(slope_size: torch.Tensor, peak: torch.Tensor, quiet_below: torch.Tensor | float
                    ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,7 +313,7 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     paced = _paced_beats(stimuli, record, anchors, int(round(QRS_SEARCH_BEFORE_S * fs)))
     descent_start = _last((Sq >= 0) & qrs & (pos_q < s_wave[..., None]), pos_q, torch.where(paced, qrs_on_l, s_wave))
     r_peak_l = torch.where(_at(above, r_wave) >= -_at(above, s_wave), r_wave, descent_start)
-    qrs_size = torch.where(qrs, Xq, float("-inf")).amax(-1) - torch.where(qrs, Xq, float("inf")).amin(-1)
+    qrs_size = (Xq - ~qrs * MASKED).amax(-1) - (Xq + ~qrs * MASKED).amin(-1)
     r_peak = r_peak_l.gather(1, qrs_size.argmax(1, keepdim=True))
     lead_active = xq.abs().amax(-1) > 1e-4  # [B, L]: leads that carry a signal
     active = lead_active[record].T[None]      # [1, L, N]
