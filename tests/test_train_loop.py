@@ -121,15 +121,23 @@ def test_bf16_training_keeps_frozen_weights_in_bf16_and_trainable_in_fp32(tmp_pa
 
 @pytest.mark.slow
 def test_fsdp_sft_stage_saves_a_whole_model_that_loads(tmp_path):
-    """`heartfast train sft` under torchrun with FSDP: the sharded weights are gathered and saved once."""
+    """`heartfast train sft` under torchrun with FSDP: the sharded weights are gathered and saved once; a
+    trainable signal encoder runs (and learns) inside the sharded model."""
     from heartfast.model.heartcare import HeartcareGPT
+    from heartfast.model.presets import build_model
 
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                            "-m", "heartfast", "train", "sft", "--preset", "tiny", "--data", "synthetic:40",
                            "--steps", "2", "--out", str(out), "--quiet", "--set", "train.parallel=fsdp",
-                           "--set", "train.batch_size=4"], capture_output=True, text=True, timeout=300)
+                           "--set", "train.batch_size=4", "--set", "model.train_signal_encoder=true"],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("model saved to") == 1           # the main process reports
     model = HeartcareGPT.from_pretrained(out / "model")
     assert sum(p.numel() for p in model.parameters()) > 1_000_000
+    torch.manual_seed(0)   # the stage's seed: the initial weights
+    start = build_model("tiny")[0]
+    for name in ("queries", "patch_embed.weight", "quantizer.codebook", "decoder.norm.weight"):
+        moved = not torch.equal(model.signal_encoder.state_dict()[name], start.signal_encoder.state_dict()[name])
+        assert moved == (name in ("queries", "patch_embed.weight")), name
