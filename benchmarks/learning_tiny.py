@@ -4,6 +4,7 @@ scored on held-out synthetic rhythm and axis closed questions with a confusion t
     .venv/bin/python benchmarks/learning_tiny.py                       # the recipe as `heartfast train sft` runs it
     .venv/bin/python benchmarks/learning_tiny.py --preset tiny-gem --data synthetic:4000 --heldout synthetic:400:7
     .venv/bin/python benchmarks/learning_tiny.py --heldout synthetic:8:7 --set train.lr=2e-3
+    .venv/bin/python benchmarks/learning_tiny.py --out runs/learning_tiny --scored-only   # re-score OUT/model
 
 The last form is for choosing settings: read `in_run_eval` (the training seed's own test split) and keep the
 held-out seed for one report per final setting.
@@ -80,6 +81,8 @@ def main() -> None:
     parser.add_argument("--out", default="runs/learning_tiny")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--scored-only", action="store_true",
+                        help="no training: score the model of an earlier run in OUT on --heldout")
     args = parser.parse_args()
 
     from heartfast.instruct.dataset import build_items
@@ -94,17 +97,24 @@ def main() -> None:
     config = load_config("sft", overrides=[*args.set, f"data.source={json.dumps(args.data)}",
                                            f"train.out={json.dumps(str(out))}"], preset=args.preset)
     config.train.progress = not args.quiet
-    wall, cpu = time.perf_counter(), cpu_seconds()
-    summary = run_stage(config, progress=not args.quiet)
-    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    if args.scored_only:
+        earlier = json.loads((out / "learning.json").read_text())
+        summary = {"steps": earlier["steps"], "train_items": earlier["train_items"],
+                   "losses": [earlier["final_loss"]], "eval": earlier["in_run_eval"]}
+        wall, cpu = earlier["train_wall_s"], earlier["train_cpu_s"]
+    else:
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        summary = run_stage(config, progress=not args.quiet)
+        wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
 
     model, tokenizer = HeartcareGPT.from_pretrained(out / "model"), load_text_tokenizer(out / "model")
     cache = FeatureCache(model, config.data.images)
     records = [ref.load() for ref in list_records(args.heldout)]
     cache.add(records)
     items = [it for it in build_items(records, seed=1, tasks=TASKS, measurements=None) if it.correct]
-    report = {"command": f"heartfast train sft --preset {args.preset} --data {args.data} --out {out} "
-                         + " ".join(f"--set {s}" for s in args.set),
+    command = (f"heartfast train sft --preset {args.preset} --data {args.data} --out {out} "
+               + " ".join(f"--set {s}" for s in args.set))
+    report = {"command": earlier["command"] if args.scored_only else command,
               "train_wall_s": round(wall, 1), "train_cpu_s": round(cpu, 1), "torch_threads": torch.get_num_threads(),
               "steps": summary["steps"], "train_items": summary["train_items"],
               "final_loss": summary["losses"][-1], "in_run_eval": summary.get("eval"),
