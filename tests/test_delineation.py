@@ -274,6 +274,37 @@ def test_multilead_expert_points_take_the_earliest_onset_and_latest_offset():
     assert got["QRS_peak"].tolist() == [120, 620]
 
 
+def _beats_with_t(t_wave: str) -> tuple[torch.Tensor, np.ndarray, float]:
+    """One lead, 10 s at 500 Hz, a beat a second: P, QRS and the given ST-T shape; the true T peaks (s)."""
+    from scipy.special import erf
+
+    fs = 500.0
+    t = np.arange(int(10 * fs)) / fs
+    bump = lambda centre, sd: np.exp(-0.5 * ((t - centre) / sd) ** 2)  # noqa: E731
+    plateau = lambda a, b, edge: 0.5 * (erf((t - a) / edge) - erf((t - b) / edge))  # noqa: E731
+    beats, x = np.arange(0.6, 9.6, 1.0), np.zeros_like(t)
+    for r in beats:
+        x += 0.12 * bump(r - 0.16, 0.025) + 1.2 * bump(r, 0.012) - 0.3 * bump(r + 0.03, 0.01)
+        if t_wave == "negative from the J point":  # then back to a level a little above the PR segment's
+            x += -0.12 * bump(r + 0.15, 0.06) + 0.03 * plateau(r + 0.24, r + 0.74, 0.04)
+        else:  # "ST depression, upright T"
+            x += -0.3 * plateau(r + 0.05, r + 0.24, 0.03) + 0.12 * bump(r + 0.30, 0.035)
+    peak_s = 0.15 if t_wave == "negative from the J point" else 0.30
+    return torch.tensor(x, dtype=torch.float32)[None, None], beats + peak_s, fs
+
+
+@pytest.mark.parametrize("t_wave", ["negative from the J point", "ST depression, upright T"])
+def test_t_peak_is_the_lobe_away_from_both_the_st_t_trend_and_the_isoelectric_line(t_wave):
+    """A negative T starting at the J point rises back past the line through the T window's ends (an
+    'upright' lobe for that line alone); a depressed ST segment lies far below the isoelectric line (a
+    'negative T' for that line alone). The T peak must be the true T in both."""
+    x, truth, fs = _beats_with_t(t_wave)
+    peaks = delineate(x, fs).points["T_peak"][0].numpy()
+    found = peaks[peaks >= 0] / fs
+    errors = [abs(found[np.abs(found - p).argmin()] - p) for p in truth[1:-1]]
+    assert max(errors) <= 0.02
+
+
 def test_ludb_records_keep_their_measured_quality(shared_data):
     """Regression guard on 12 LUDB records (lead II, own-lead scoring, lead intervals): loose floors below
     what the delineator reaches there (P Se 100 %, QRS_on SD 9 ms, QRS_off 18 ms, T_off 19 ms, all four 75 %)."""

@@ -18,6 +18,11 @@ Method (in the spirit of Martinez et al. 2004, written from the conventions, not
   the QRS boundaries and the RR intervals; boundaries by the trapezium-area method (Vazquez-Seisdedos
   et al. 2011) from the steepest flank toward the isoelectric side. Global P/T points are the
   amplitude-weighted median over the leads where the wave is clear.
+- A T wave must stand out both from the ST-T trend (the line through the window's ends) and from the
+  isoelectric line (through this beat's and the next beat's PR levels): of the two candidate lobes,
+  the largest and the smallest of the line-detrended signal, the T is the one whose lesser departure
+  is larger. The line alone mistakes the return from a negative T that starts at the J point for an
+  upright T, and the isoelectric line alone takes a depressed ST segment for a negative T.
 - A lead shows a P wave when it is of clear amplitude and shaped like the record's average P wave in
   that lead (fibrillatory waves are not locked to the QRS and average out). A beat has one when a
   third of the active leads show one at agreeing times, at the record's usual distance before the QRS;
@@ -340,7 +345,16 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     t_start_l, t_end_l = t_start.expand(1, n_leads, k), t_end.expand(1, n_leads, k)
     t_win = _in_range(pos_t, t_start, t_end + 1) & in_record_w(pos_t)
     yt = _line_detrend(Xt, pos_t, t_start_l, t_end_l + 1)
-    t_peak_l = _argmax_in(yt.abs(), t_win)
+    # the isoelectric line from this beat's PR level to the next beat's (its own on a record's last beat)
+    same_next = torch.cat([record[1:] == record[:-1], record.new_zeros(1, dtype=torch.bool)])
+    base_next = torch.where(same_next, torch.cat([baseline[..., 1:], baseline[..., -1:]], -1), baseline)
+    iso_at = (to_w(q_to_fs(qrs_on), origin_t) - sw(0.02)).float()
+    from_iso = lambda i: _at(Xt, i) - baseline - (i - iso_at) / (rr_next * w) * (base_next - baseline)  # noqa: E731
+    # the T wave is the lobe that departs further from both the ST-T trend line and the isoelectric line
+    up, down = _argmax_in(yt, t_win), _argmax_in(-yt, t_win)
+    up_score = torch.minimum(_at(yt, up), from_iso(up))
+    down_score = torch.minimum(-_at(yt, down), -from_iso(down))
+    t_peak_l = torch.where(up_score >= down_score, up, down)
     t_amp = _at(yt, t_peak_l)  # signed, relative to the detrend line
     t_sign = torch.where(t_amp >= 0, 1.0, -1.0)[..., None]
     t_flank_off = _argmax_in(-St * t_sign, t_win & (pos_t > t_peak_l[..., None]))  # steepest return
@@ -349,10 +363,11 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     ref_on = torch.maximum(t_flank_on - sw(T_SIDE_S), qrs_off_lt)
     t_off_l = _trapezium(Xt, pos_t, t_flank_off, ref_off)
     t_on_l = _trapezium(Xt, pos_t, t_flank_on, ref_on)
-    t_clear = active & (t_amp.abs() >= 0.3 * t_amp.abs().amax(1, keepdim=True)) & (t_amp.abs() > 0.02)
-    t_off = _fuse(t_off_l, t_clear, t_amp)[:, None]
-    t_on = _fuse(t_on_l, t_clear, t_amp)[:, None]
-    t_peak = t_peak_l.gather(1, t_amp.abs().argmax(1, keepdim=True))
+    t_size = torch.maximum(up_score, down_score).clamp_min(0)  # how clearly the lead shows its T wave (mV)
+    t_clear = active & (t_size >= 0.3 * t_size.amax(1, keepdim=True)) & (t_size > 0.02)
+    t_off = _fuse(t_off_l, t_clear, t_size)[:, None]
+    t_on = _fuse(t_on_l, t_clear, t_size)[:, None]
+    t_peak = t_peak_l.gather(1, t_size.argmax(1, keepdim=True))
 
     before = sw(P_WINDOW_S)
     pos_p = torch.arange(before + 1, device=dev)
