@@ -318,6 +318,22 @@ def test_ludb_records_keep_their_measured_quality(shared_data):
     assert summary["within_all"] >= 0.6
 
 
+def test_premature_atrial_beats_keep_their_own_shaped_p_waves(shared_data):
+    """LUDB 60 and 66 each have a premature atrial beat whose P wave is shaped unlike the record's usual
+    one (inverted in lead II). The beat's P is established by the leads that agree; lead II must keep
+    its own P there too: every lead II expert P peak has one of ours within 40 ms."""
+    from heartfast.io.sources import list_records
+
+    refs = {ref.id: ref for ref in list_records(shared_data / "ludb")}
+    for name in ("60", "66"):
+        record = refs[name].load()
+        result = delineate(torch.from_numpy(record.signal[None].astype(np.float32)), record.fs)
+        ours = result.lead_points["P_peak"][0, record.leads.index("II")].numpy()
+        ours = ours[ours >= 0]
+        expert = expert_points_for(record, "II")["P_peak"]
+        assert all(np.abs(ours - p).min() <= 0.04 * record.fs for p in expert), name
+
+
 def test_two_lead_holter_records_keep_their_p_waves(shared_data):
     """QTDB (leads II and V5): where the two leads' P peaks disagree, the stronger lead decides, so beats
     with a clear P wave in one lead keep it."""

@@ -26,7 +26,9 @@ Method (in the spirit of Martinez et al. 2004, written from the conventions, not
 - A lead shows a P wave when it is of clear amplitude and shaped like the record's average P wave in
   that lead (fibrillatory waves are not locked to the QRS and average out). A beat has one when a
   third of the active leads show one at agreeing times, at the record's usual distance before the QRS;
-  in a record whose P waves are established, fewer leads suffice at that distance.
+  in a record whose P waves are established, fewer leads suffice at that distance. On a beat with a P
+  wave, a lead whose wave is shaped otherwise (a premature atrial beat's) keeps its own P when it is
+  twice as clear and at the beat's P in time.
 """
 from __future__ import annotations
 
@@ -414,7 +416,10 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     p_flank_on = _argmax_in(Sp * p_sign, p_win & (pos_p < p_peak_l[..., None]))
     p_off_l = _trapezium(Xp, pos_p, p_flank_off, torch.minimum(p_flank_off + sw(P_SIDE_S), p_stop_l))
     p_on_l = _trapezium(Xp, pos_p, p_flank_on, torch.maximum(p_flank_on - sw(P_SIDE_S), p_start_l))
+    # a lead's own P wave: clear, and shaped like the record's usual one, or (a premature atrial beat's P
+    # has its own shape: inverted in II from a low atrial focus) twice as clear and at the beat's P in time
     p_clear = active & (p_amp.abs() >= P_MIN_MV) & coherent
+    p_own_shape = active & (p_amp.abs() >= 2 * P_MIN_MV) & ((p_peak_l - p_peak).abs() <= sw(0.04))
     p_use = agree & has_p
     p_on = _fuse(p_on_l, p_use, p_amp)[:, None]
     p_off = _fuse(p_off_l, p_use, p_amp)[:, None]
@@ -433,7 +438,7 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
 
     oq = aq[:, None] - cq
     lead_present = active
-    p_lead = active & p_clear & has_p
+    p_lead = (p_clear | p_own_shape) & has_p
     lead_points = {
         "P_on": at_fs(p_on_l, origin_p, fw, p_lead), "P_peak": at_fs(p_peak_l, origin_p, fw, p_lead),
         "P_off": at_fs(p_off_l, origin_p, fw, p_lead),
