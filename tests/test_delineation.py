@@ -52,6 +52,14 @@ def test_match_window_is_150_ms():
     assert score.matched == 1 and score.errors_ms == [150.0]
 
 
+def test_a_detection_just_outside_the_annotated_stretch_matches_its_expert_point():
+    score = PointScore()
+    score.add(np.array([1000, 1500]), np.array([995, 1498, 3000]), fs=1000, regions=[(1000, 1600)])
+    assert score.matched == 2 and score.n_expert == 2
+    assert score.n_detected == 2  # 995 matched from just outside; 3000 is outside and unmatched: not counted
+    assert score.errors_ms == [-5.0, -2.0]
+
+
 def test_regions_split_sparse_beats_and_respect_the_annotated_range():
     expert = {"QRS_on": np.array([1000, 1400, 9000]), "T_off": np.array([1200, 1650, 9300])}
     regions = annotated_regions(expert, fs=1000, annotated_range=None)

@@ -4,7 +4,8 @@ A detected fiducial point matches an expert point of the same kind within 150 ms
 first). Per fiducial: sensitivity = matched / expert points, positive predictive value = matched /
 detected points, and the mean and SD of the signed error (detected - expert) in ms. Only the annotated
 stretches count: runs of expert points without a gap over 1 s (QTDB annotates selected beats), inside
-the annotated range where a database gives one (LUDB annotates the central part).
+the annotated range where a database gives one (LUDB annotates the central part); a detection just
+outside a stretch counts when it matches an expert point inside it.
 Record level: heart rate, PR, QRS and QT from the expert points against each method's (medians over
 beats inside the annotated stretches), absolute errors and the share of records within HR ±5 bpm,
 PR ±20 ms, QRS ±12 ms, QT ±30 ms. The expert intervals come from the scored lead's own annotations
@@ -112,10 +113,22 @@ class PointScore:
     def sd_ms(self) -> float:
         return float(np.std(self.errors_ms, ddof=1)) if len(self.errors_ms) > 1 else math.nan
 
-    def add(self, expert: np.ndarray, detected: np.ndarray, fs: float) -> None:
-        pairs = match_points(expert, detected, MATCH_S * fs)
+    def add(self, expert: np.ndarray, detected: np.ndarray, fs: float,
+            regions: Sequence[tuple[int, int]] | None = None) -> None:
+        """Score one record's points; with `regions`, only the expert points inside them count, and a
+        detection counts when it lies inside them or matches one of those expert points from just outside
+        (a boundary a sample before the first annotated one is no miss; an unmatched detection outside
+        the annotated stretches is neither right nor wrong)."""
+        tolerance = MATCH_S * fs
+        counted = np.ones(len(detected), bool)
+        if regions is not None:
+            expert = _inside(expert, regions)
+            detected = _inside(detected, [(a - int(tolerance), b + int(tolerance)) for a, b in regions])
+            counted = np.isin(detected, _inside(detected, regions))
+        pairs = match_points(expert, detected, tolerance)
+        counted[[d for _, d in pairs]] = True
         self.n_expert += len(expert)
-        self.n_detected += len(detected)
+        self.n_detected += int(counted.sum())
         self.errors_ms.extend((float(detected[d]) - float(expert[e])) * 1000.0 / fs for e, d in pairs)
 
     def summary(self) -> dict:
@@ -352,7 +365,8 @@ def score_method(name: str, records: Sequence[Record], result: MethodResult, lea
         annotations = record.annotations
         regions = annotated_regions(expert, record.fs, annotations.annotated_range if annotations else None)
         for f in SCORED:
-            points[f].add(_inside(expert.get(f, []), regions), _inside(found.get(f, []), regions), record.fs)
+            points[f].add(np.asarray(expert.get(f, []), np.int64), np.asarray(found.get(f, []), np.int64), record.fs,
+                          regions)
         expected = interval_reference(record, lead, reference, regions)
         ours = record_intervals({f: _inside(v, regions) for f, v in for_intervals.items()}, record.fs)
         ok = True
