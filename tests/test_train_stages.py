@@ -30,6 +30,7 @@ def test_config_layers_defaults_recipe_file_and_overrides(tmp_path):
     assert load_config("align", preset="heartcare-7b").train.lr == 2e-4
     tiny = load_config("sft", preset="tiny")
     assert tiny.lora.r == 0 and tiny.data.tasks == ["RhythmClosedQA", "AxisClosedQA"]
+    assert tiny.model.train_signal_encoder and not load_config("sft", preset="tiny-gem").model.train_signal_encoder
     gem = load_config("sft", preset="tiny-gem")
     assert (gem.model.preset, gem.lora.r, gem.train.lr) == ("tiny-gem", 0, 1e-3)
     assert gem.data.tasks == ["RhythmClosedQA", "AxisClosedQA", "RhythmOpenQA"]
@@ -92,14 +93,15 @@ def test_align_trains_only_the_signal_projector(tiny_data):
 
 
 def test_sft_loss_falls_and_an_interrupted_run_resumes_to_the_same_losses(tmp_path, monkeypatch):
-    full = run_stage(load_config("sft", overrides=[*TINY_RUN, "train.steps=4", f"train.out='{tmp_path / 'a'}'"],
+    frozen = [*TINY_RUN, "model.train_signal_encoder=false"]
+    full = run_stage(load_config("sft", overrides=[*frozen, "train.steps=4", f"train.out='{tmp_path / 'a'}'"],
                                  preset="tiny"), progress=False)
     assert full["losses"][-1] < full["losses"][0]
     assert (tmp_path / "a" / "model" / "model.safetensors").is_file()
     assert encoder_changes(tmp_path / "a" / "model", "tiny") == {"encoder": False, "decoder": False}
     (tmp_path / "b").mkdir()
     shutil.copy(tmp_path / "a" / "features.pt", tmp_path / "b" / "features.pt")
-    config = load_config("sft", overrides=[*TINY_RUN, "train.steps=4", f"train.out='{tmp_path / 'b'}'"],
+    config = load_config("sft", overrides=[*frozen, "train.steps=4", f"train.out='{tmp_path / 'b'}'"],
                          preset="tiny")
     step = Trainer.train_step
 
@@ -130,7 +132,7 @@ def encoder_changes(directory, preset: str) -> dict[str, bool]:
 
 def test_sft_with_a_trainable_signal_encoder_trains_it_and_resumes_exactly(tmp_path, monkeypatch):
     preset = "tiny"
-    run = [*TINY_RUN, "model.train_signal_encoder=true", "train.steps=3"]
+    run = [*TINY_RUN, "train.steps=3"]   # the tiny sft recipe trains the signal encoder
     full = run_stage(load_config("sft", overrides=[*run, f"train.out='{tmp_path / 'a'}'"], preset=preset),
                      progress=False)
     assert full["losses"][-1] < full["losses"][0]

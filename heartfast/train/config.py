@@ -5,7 +5,7 @@ Layers, later ones winning:
    projectors, lr 2e-5 linear with 100 warm-up steps);
 2. the recipe of the model preset, where one exists, when the preset is named or the model is built from
    it (`tiny`, `tiny-gem`: a randomly initialised 4-layer decoder, so sft fine-tunes the whole LLM at a
-   higher rate);
+   higher rate; `tiny` sft also trains its random Beat encoder);
 3. a TOML file with the sections [model], [data], [lora], [train] (and top-level `evaluate`);
 4. `--set section.key=value` overrides (values parsed as TOML, bare words as strings);
 5. explicit CLI flags (--data, --out, --steps, ...).
@@ -73,8 +73,10 @@ _TINY_ALIGN = {"train": {"lr": 2e-3, "steps": 100, "warmup_steps": 10, "batch_si
 _TINY_SFT_TRAIN = {"lr": 1e-3, "schedule": "cosine", "warmup_steps": 20, "batch_size": 16, "weight_decay": 0.01}
 RECIPES: dict[tuple[str, str], dict] = {
     ("tiny", "align"): _TINY_ALIGN,
-    # 1000 steps: with the word tokenizer a step is ~0.25 s on 2 CPU cores (docs/training.md, learning section)
-    ("tiny", "sft"): {"lora": {"r": 0}, "train": {**_TINY_SFT_TRAIN, "steps": 1000},
+    # 1000 steps: with the word tokenizer a step is ~0.3 s on 2 CPU cores (docs/training.md, learning section).
+    # The preset's Beat starts random; it learns with the decoder (frozen, its latents blur left/right axis).
+    ("tiny", "sft"): {"lora": {"r": 0}, "model": {"train_signal_encoder": True},
+                      "train": {**_TINY_SFT_TRAIN, "steps": 1000},
                       "data": {"tasks": ["RhythmClosedQA", "AxisClosedQA"]}},
     # GEM's signal path at toy size. The open rhythm question names the rhythm without the detour through an
     # option letter: the most direct supervision of what the signal stream must carry.
