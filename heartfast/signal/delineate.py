@@ -147,6 +147,16 @@ def _at(v: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
     return v.gather(-1, i.clamp(0, v.shape[-1] - 1)[..., None])[..., 0]
 
 
+def _vertex(y: torch.Tensor, i: torch.Tensor, origin: torch.Tensor, factor: int) -> torch.Tensor:
+    """Sample index at the input rate of the extremum of y [..., W] at window position i, placed between
+    the samples of the working grid (8 ms at 125 Hz) by the vertex of the parabola through i and its
+    neighbours; origin is the window start on the working grid, factor the decimation."""
+    before, at, after = _at(y, i - 1), _at(y, i), _at(y, i + 1)
+    bend = before - 2 * at + after
+    shift = 0.5 * (before - after) / torch.where(bend.abs() > 1e-9, bend, torch.ones_like(bend))
+    return ((origin + i + shift.clamp(-0.5, 0.5)) * factor).round().long()
+
+
 def _trapezium(y: torch.Tensor, positions: torch.Tensor, t_m: torch.Tensor, t_r: torch.Tensor) -> torch.Tensor:
     """Wave boundary between the steepest flank t_m and the reference t_r (either side of t_m).
 
@@ -421,6 +431,8 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     p_clear = active & (p_amp.abs() >= P_MIN_MV) & coherent
     p_own_shape = active & (p_amp.abs() >= 2 * P_MIN_MV) & ((p_peak_l - p_peak).abs() <= sw(0.04))
     p_use = agree & has_p
+    p_peak_fs_l = _vertex(yp, p_peak_l, origin_p, fw)
+    p_peak_fs = _fuse(p_peak_fs_l, agree & candidate_p, p_amp)[:, None]
     p_on = _fuse(p_on_l, p_use, p_amp)[:, None]
     p_off = _fuse(p_off_l, p_use, p_amp)[:, None]
 
@@ -440,7 +452,7 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     lead_present = active
     p_lead = (p_clear | p_own_shape) & has_p
     lead_points = {
-        "P_on": at_fs(p_on_l, origin_p, fw, p_lead), "P_peak": at_fs(p_peak_l, origin_p, fw, p_lead),
+        "P_on": at_fs(p_on_l, origin_p, fw, p_lead), "P_peak": at_fs(p_peak_fs_l, 0, 1, p_lead),
         "P_off": at_fs(p_off_l, origin_p, fw, p_lead),
         "QRS_on": at_fs(qrs_on_l, oq, fq, lead_present), "QRS_peak": at_fs(r_peak_l, oq, fq, lead_present),
         "QRS_off": at_fs(qrs_off_l, oq, fq, lead_present),
@@ -448,7 +460,7 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
         "T_off": at_fs(t_off_l, origin_t, fw, lead_present),
     }
     points = {
-        "P_on": at_fs(p_on, origin_p, fw, has_p), "P_peak": at_fs(p_peak, origin_p, fw, has_p),
+        "P_on": at_fs(p_on, origin_p, fw, has_p), "P_peak": at_fs(p_peak_fs, 0, 1, has_p),
         "P_off": at_fs(p_off, origin_p, fw, has_p),
         "QRS_on": at_fs(qrs_on, oq, fq), "QRS_peak": at_fs(r_peak, oq, fq), "QRS_off": at_fs(qrs_off, oq, fq),
         "T_on": at_fs(t_on, origin_t, fw), "T_peak": at_fs(t_peak, origin_t, fw), "T_off": at_fs(t_off, origin_t, fw),
