@@ -91,6 +91,17 @@ def test_spectral_filter_keeps_the_band_and_removes_the_rest():
     assert torch.allclose(out[500:-500], inside[500:-500], atol=0.02)
 
 
+def test_vertex_places_a_peak_between_grid_samples():
+    from heartfast.signal.delineate import _vertex
+
+    grid = torch.arange(40, dtype=torch.float32)
+    y = -(grid - 10.3) ** 2  # a parabola whose top lies between samples 10 and 11
+    top = torch.tensor([10])
+    assert _vertex(y[None], top, 3, torch.tensor([100]), 4).item() == round((100 + 10.3) * 4)
+    ramp = grid.clone()  # no top at all: the shift is held within one grid sample
+    assert _vertex(ramp[None], top, 3, torch.tensor([0]), 4).item() in (36, 44)
+
+
 def test_rpeaks_find_every_synthetic_beat(synthetic):
     rp = detect_rpeaks(_batch(synthetic), 500)
     for record, found in zip(synthetic, rp.as_lists()):

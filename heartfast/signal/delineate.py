@@ -66,6 +66,7 @@ P_BEAT_SHARE = 0.6         # ... in a record where at least this share of the be
 P_COHERENCE = 0.3          # a lead's P wave must look like the record's average P wave this much (cosine)
 T_SIDE_S = 0.10            # the trapezium reference point lies this far beyond the steepest flank
 P_SIDE_S = 0.05            # ... and for the P wave
+P_PEAK_FIT_S = 0.024      # the P peak: vertex of a parabola fitted to the P wave's top over ± this
 
 MISSING = -1
 MASKED = 1e30  # pushed this far out of a masked extremum's reach (signals are mV, slopes mV/s)
@@ -147,14 +148,18 @@ def _at(v: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
     return v.gather(-1, i.clamp(0, v.shape[-1] - 1)[..., None])[..., 0]
 
 
-def _vertex(y: torch.Tensor, i: torch.Tensor, origin: torch.Tensor, factor: int) -> torch.Tensor:
-    """Sample index at the input rate of the extremum of y [..., W] at window position i, placed between
-    the samples of the working grid (8 ms at 125 Hz) by the vertex of the parabola through i and its
-    neighbours; origin is the window start on the working grid, factor the decimation."""
-    before, at, after = _at(y, i - 1), _at(y, i), _at(y, i + 1)
-    bend = before - 2 * at + after
-    shift = 0.5 * (before - after) / torch.where(bend.abs() > 1e-9, bend, torch.ones_like(bend))
-    return ((origin + i + shift.clamp(-0.5, 0.5)) * factor).round().long()
+def _vertex(y: torch.Tensor, i: torch.Tensor, half: int, origin: torch.Tensor, factor: int) -> torch.Tensor:
+    """Sample index at the input rate of the extremum of y [..., W] near window position i: the vertex of
+    the parabola fitted (least squares) to y over i ± half, within one working-grid sample of i. Places a
+    broad, noisy wave's peak between the samples of the working grid (8 ms at 125 Hz) from its whole top,
+    not from its largest sample alone. origin: the window start on the working grid; factor: the decimation."""
+    t = torch.arange(-half, half + 1, dtype=y.dtype, device=y.device)
+    around = torch.stack([_at(y, i + d) for d in range(-half, half + 1)], -1)
+    centred_square = t ** 2 - (t ** 2).mean()
+    slope = (around * t).sum(-1) / (t ** 2).sum()
+    bend = 2 * (around * centred_square).sum(-1) / (centred_square ** 2).sum()
+    shift = -slope / torch.where(bend.abs() > 1e-9, bend, torch.ones_like(bend))
+    return ((origin + i + shift.clamp(-1.0, 1.0)) * factor).round().long()
 
 
 def _trapezium(y: torch.Tensor, positions: torch.Tensor, t_m: torch.Tensor, t_r: torch.Tensor) -> torch.Tensor:
@@ -431,7 +436,7 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     p_clear = active & (p_amp.abs() >= P_MIN_MV) & coherent
     p_own_shape = active & (p_amp.abs() >= 2 * P_MIN_MV) & ((p_peak_l - p_peak).abs() <= sw(0.04))
     p_use = agree & has_p
-    p_peak_fs_l = _vertex(yp, p_peak_l, origin_p, fw)
+    p_peak_fs_l = _vertex(yp, p_peak_l, sw(P_PEAK_FIT_S), origin_p, fw)
     p_peak_fs = _fuse(p_peak_fs_l, agree & candidate_p, p_amp)[:, None]
     p_on = _fuse(p_on_l, p_use, p_amp)[:, None]
     p_off = _fuse(p_off_l, p_use, p_amp)[:, None]
