@@ -162,8 +162,9 @@ def _vertex(y: torch.Tensor, i: torch.Tensor, half: int, origin: torch.Tensor, f
     return ((origin + i + shift.clamp(-1.0, 1.0)) * factor).round().long()
 
 
-def _trapezium(y: torch.Tensor, positions: torch.Tensor, t_m: torch.Tensor, t_r: torch.Tensor) -> torch.Tensor:
-    """Wave boundary between the steepest flank t_m and the reference t_r (either side of t_m).
+def _trapezium(y: torch.Tensor, positions: torch.Tensor, t_m: torch.Tensor, t_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wave boundary between the steepest flank t_m and the reference t_r (either side of t_m), and the
+    area curve it maximises (zero outside the search), for placing it between grid samples (`_vertex`).
 
     Maximises the trapezium area |y(t_m) - y(t)| * (|t_r - t| + |t_r - t_m|) over t between them.
     """
@@ -172,7 +173,7 @@ def _trapezium(y: torch.Tensor, positions: torch.Tensor, t_m: torch.Tensor, t_r:
     y_m = _at(y, t_m)
     span = (t_r[..., None] - positions).abs() + (t_r - t_m).abs()[..., None]
     area = (y_m[..., None] - y).abs() * span
-    return _argmax_in(area, inside)
+    return _argmax_in(area, inside), area * inside
 
 
 def _fuse(values: torch.Tensor, use: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -378,8 +379,8 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     t_flank_on = _argmax_in(St * t_sign, t_win & (pos_t < t_peak_l[..., None]))
     ref_off = torch.minimum(t_flank_off + sw(T_SIDE_S), (0.85 * rr_next * w).long().clamp_max(pos_t.shape[0] - 1))
     ref_on = torch.maximum(t_flank_on - sw(T_SIDE_S), qrs_off_lt)
-    t_off_l = _trapezium(Xt, pos_t, t_flank_off, ref_off)
-    t_on_l = _trapezium(Xt, pos_t, t_flank_on, ref_on)
+    t_off_l, _ = _trapezium(Xt, pos_t, t_flank_off, ref_off)
+    t_on_l, _ = _trapezium(Xt, pos_t, t_flank_on, ref_on)
     t_size = torch.maximum(up_score, down_score).clamp_min(0)  # how clearly the lead shows its T wave (mV)
     t_clear = active & (t_size >= 0.3 * t_size.amax(1, keepdim=True)) & (t_size > 0.02)
     t_off = _fuse(t_off_l, t_clear, t_size)[:, None]
@@ -429,8 +430,11 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     p_sign = torch.where(p_amp >= 0, 1.0, -1.0)[..., None]
     p_flank_off = _argmax_in(-Sp * p_sign, p_win & (pos_p > p_peak_l[..., None]))
     p_flank_on = _argmax_in(Sp * p_sign, p_win & (pos_p < p_peak_l[..., None]))
-    p_off_l = _trapezium(Xp, pos_p, p_flank_off, torch.minimum(p_flank_off + sw(P_SIDE_S), p_stop_l))
-    p_on_l = _trapezium(Xp, pos_p, p_flank_on, torch.maximum(p_flank_on - sw(P_SIDE_S), p_start_l))
+    p_off_l, off_area = _trapezium(Xp, pos_p, p_flank_off, torch.minimum(p_flank_off + sw(P_SIDE_S), p_stop_l))
+    p_on_l, on_area = _trapezium(Xp, pos_p, p_flank_on, torch.maximum(p_flank_on - sw(P_SIDE_S), p_start_l))
+    # P boundaries between the 8 ms grid's samples (the T's broad area curve gains nothing from it)
+    p_off_fs_l = _vertex(off_area, p_off_l, 1, origin_p, fw)
+    p_on_fs_l = _vertex(on_area, p_on_l, 1, origin_p, fw)
     # a lead's own P wave: clear, and shaped like the record's usual one, or (a premature atrial beat's P
     # has its own shape: inverted in II from a low atrial focus) twice as clear and at the beat's P in time
     p_clear = active & (p_amp.abs() >= P_MIN_MV) & coherent
@@ -438,8 +442,8 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     p_use = agree & has_p
     p_peak_fs_l = _vertex(yp, p_peak_l, sw(P_PEAK_FIT_S), origin_p, fw)
     p_peak_fs = _fuse(p_peak_fs_l, agree & candidate_p, p_amp)[:, None]
-    p_on = _fuse(p_on_l, p_use, p_amp)[:, None]
-    p_off = _fuse(p_off_l, p_use, p_amp)[:, None]
+    p_on = _fuse(p_on_fs_l, p_use, p_amp)[:, None]
+    p_off = _fuse(p_off_fs_l, p_use, p_amp)[:, None]
 
     # ---- back to samples at fs, and back to padded [B, L, K] per record
 
@@ -457,16 +461,16 @@ def delineate(signals: torch.Tensor, fs: float, rpeaks: RPeaks | None = None) ->
     lead_present = active
     p_lead = (p_clear | p_own_shape) & has_p
     lead_points = {
-        "P_on": at_fs(p_on_l, origin_p, fw, p_lead), "P_peak": at_fs(p_peak_fs_l, 0, 1, p_lead),
-        "P_off": at_fs(p_off_l, origin_p, fw, p_lead),
+        "P_on": at_fs(p_on_fs_l, 0, 1, p_lead), "P_peak": at_fs(p_peak_fs_l, 0, 1, p_lead),
+        "P_off": at_fs(p_off_fs_l, 0, 1, p_lead),
         "QRS_on": at_fs(qrs_on_l, oq, fq, lead_present), "QRS_peak": at_fs(r_peak_l, oq, fq, lead_present),
         "QRS_off": at_fs(qrs_off_l, oq, fq, lead_present),
         "T_on": at_fs(t_on_l, origin_t, fw, lead_present), "T_peak": at_fs(t_peak_l, origin_t, fw, lead_present),
         "T_off": at_fs(t_off_l, origin_t, fw, lead_present),
     }
     points = {
-        "P_on": at_fs(p_on, origin_p, fw, has_p), "P_peak": at_fs(p_peak_fs, 0, 1, has_p),
-        "P_off": at_fs(p_off, origin_p, fw, has_p),
+        "P_on": at_fs(p_on, 0, 1, has_p), "P_peak": at_fs(p_peak_fs, 0, 1, has_p),
+        "P_off": at_fs(p_off, 0, 1, has_p),
         "QRS_on": at_fs(qrs_on, oq, fq), "QRS_peak": at_fs(r_peak, oq, fq), "QRS_off": at_fs(qrs_off, oq, fq),
         "T_on": at_fs(t_on, origin_t, fw), "T_peak": at_fs(t_peak, origin_t, fw), "T_off": at_fs(t_off, origin_t, fw),
     }
