@@ -185,12 +185,13 @@ class HeartcareGPT(nn.Module):
     def train_signal_encoder(self, enabled: bool = True) -> None:
         """Let the signal encoder learn with the rest of the stage (it stays trainable through `train()`).
 
-        The tiny presets' encoders are random: frozen, their features hide the heart rate and rhythm
-        irregularity from the decoder. Training them jointly is a departure from the papers (which freeze
+        The tiny presets' encoders start random: frozen, their features carry little of what the questions
+        ask (docs/training.md, learning). Training them jointly is a departure from the papers (which freeze
         pretrained encoders); a training step then encodes `MultimodalBatch.signal_inputs` itself.
         """
         if enabled and self.config.signal_mode != "continuous":
-            raise ValueError("a trainable signal encoder needs the continuous signal stream (signal_mode='continuous')")
+            raise ValueError("a trainable signal encoder needs the continuous signal stream "
+                             "(signal_mode='continuous')")
         self.signal_encoder_trainable = enabled
         self.freeze_encoders()
 

@@ -10,7 +10,8 @@ Both train on instruction items (closed/open QA, reports, ...) with the loss on 
 A micro-batch is packed into one varlen row (no padding), the loss is `linear_cross_entropy` on the final
 hidden states (no [tokens, vocab] fp32 logits), and the frozen encoders' features are computed once per
 record (`heartfast.train.samples.FeatureCache`; for a trainable signal encoder its inputs, encoded in each
-step). The trained model is written with `HeartcareGPT.save_pretrained` to OUT/model (with the tokenizer); closed-QA accuracy on the held-out split goes to OUT/eval.json.
+step). The trained model is written with `HeartcareGPT.save_pretrained` to OUT/model (with the tokenizer);
+closed-QA accuracy on the held-out split goes to OUT/eval.json.
 """
 from __future__ import annotations
 
