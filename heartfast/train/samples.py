@@ -1,8 +1,8 @@
 """Instruction items -> tokenized training samples with their records' encoder features.
 
 The prompt is `heartfast.instruct.prompt.item_prompt` (the same the engine serves); everything the chat
-template appends after the prompt for the assistant turn (answer, end-of-turn tokens) is the labelled part. Markers are expanded to
-the span lengths of their features (`build_input_ids`).
+template appends after the prompt for the assistant turn (answer, end-of-turn tokens) is the labelled part.
+Markers are expanded to the span lengths of their features (`build_input_ids`).
 
 The encoders are frozen in the align and sft stages, so their outputs are computed once per record
 (`FeatureCache`, batched, saved next to the run so a resumed run reuses them) and a step only runs the
