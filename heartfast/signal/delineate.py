@@ -29,6 +29,8 @@ Method (in the spirit of Martinez et al. 2004, written from the conventions, not
   in a record whose P waves are established, fewer leads suffice at that distance. On a beat with a P
   wave, a lead whose wave is shaped otherwise (a premature atrial beat's) keeps its own P when it is
   twice as clear and at the beat's P in time.
+- P peaks and boundaries are placed between the samples of the 125 Hz grid (8 ms): the vertex of a
+  parabola fitted to the P wave's top, and to the trapezium-area curve around its maximum.
 """
 from __future__ import annotations
 
@@ -66,7 +68,7 @@ P_BEAT_SHARE = 0.6         # ... in a record where at least this share of the be
 P_COHERENCE = 0.3          # a lead's P wave must look like the record's average P wave this much (cosine)
 T_SIDE_S = 0.10            # the trapezium reference point lies this far beyond the steepest flank
 P_SIDE_S = 0.05            # ... and for the P wave
-P_PEAK_FIT_S = 0.024      # the P peak: vertex of a parabola fitted to the P wave's top over ± this
+P_PEAK_FIT_S = 0.024       # the P peak: vertex of a parabola fitted to the P wave's top over ± this
 
 MISSING = -1
 MASKED = 1e30  # pushed this far out of a masked extremum's reach (signals are mV, slopes mV/s)
@@ -162,7 +164,8 @@ def _vertex(y: torch.Tensor, i: torch.Tensor, half: int, origin: torch.Tensor, f
     return ((origin + i + shift.clamp(-1.0, 1.0)) * factor).round().long()
 
 
-def _trapezium(y: torch.Tensor, positions: torch.Tensor, t_m: torch.Tensor, t_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _trapezium(y: torch.Tensor, positions: torch.Tensor, t_m: torch.Tensor, t_r: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Wave boundary between the steepest flank t_m and the reference t_r (either side of t_m), and the
     area curve it maximises (zero outside the search), for placing it between grid samples (`_vertex`).
 
