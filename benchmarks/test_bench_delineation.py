@@ -5,7 +5,7 @@
 
 Input: 32 LUDB records (10 s, 12 leads, 500 Hz) from ../shared/data when present, else 32 synthetic ones.
 Each round delineates all 32 with each implementation, so mean times compare directly (records/s =
-32 / mean). heartfast delineates all 12 leads with R-peak detection included, in batches of 16;
+32 / mean). heartfast delineates all 12 leads with R-peak detection included, in batches of 32;
 NeuroKit2 runs ecg_clean + ecg_peaks + ecg_delineate on lead II (its usual single-lead use). Both run
 on one CPU thread (NeuroKit2 is single-threaded; torch is pinned with torch.set_num_threads(1)), so the
 ratio is per core; the process-time timer keeps other jobs on a shared machine out of the comparison.

@@ -38,6 +38,7 @@ UNITS = {"heart_rate": "bpm", "pr_interval": "ms", "qrs_duration": "ms", "qt_int
 REGION_GAP_S = 1.0      # expert points further apart than this start a new annotated stretch
 REGION_MARGIN_S = 0.1
 BATCH = 32              # records per delineation call
+_WARMED: set[str] = set()   # devices run_heartfast has warmed up in this process
 
 Points = dict[str, np.ndarray]  # fiducial -> sorted sample indices
 
@@ -200,8 +201,9 @@ def run_heartfast(records: Sequence[Record], lead: str, device: str = "cpu", ref
     for i, r in enumerate(records):
         groups.setdefault((r.fs, r.leads, r.n_samples), []).append(i)
     seconds = 0.0
-    if records:  # untimed warm-up: first-call costs (FFT plans, allocator) are paid once per process
+    if records and device not in _WARMED:  # untimed warm-up: first-call costs (FFT plans, allocator)
         delineate(torch.from_numpy(records[0].signal[None].astype(np.float32)).to(device), records[0].fs)
+        _WARMED.add(device)
     chunks = [(key, members[s:s + BATCH]) for key, members in groups.items() for s in range(0, len(members), BATCH)]
     for (fs, leads, _), members in chunks:
         batch = torch.from_numpy(np.stack([records[i].signal for i in members]).astype(np.float32))
