@@ -103,18 +103,24 @@ def test_sft_loss_falls_and_an_interrupted_run_resumes_to_the_same_losses(tmp_pa
     shutil.copy(tmp_path / "a" / "features.pt", tmp_path / "b" / "features.pt")
     config = load_config("sft", overrides=[*frozen, "train.steps=4", f"train.out='{tmp_path / 'b'}'"],
                          preset="tiny")
+    resumed = interrupted_then_resumed(config, monkeypatch, stop_at=2)
+    assert resumed["steps"] == 4 and resumed["losses"] == full["losses"]
+
+
+def interrupted_then_resumed(config, monkeypatch, stop_at: int) -> dict:
+    """Run the stage until a stop is requested after step `stop_at` (as on SIGINT), then run it again: the
+    second run resumes from latest.pt. Returns the resumed run's summary."""
     step = Trainer.train_step
 
-    def stop_after_two(self):
+    def stop_after(self):
         row = step(self)
-        self._stop_requested = row["step"] == 2
+        self._stop_requested = row["step"] == stop_at
         return row
 
-    monkeypatch.setattr(Trainer, "train_step", stop_after_two)
-    assert run_stage(config, progress=False)["steps"] == 2
+    monkeypatch.setattr(Trainer, "train_step", stop_after)
+    assert run_stage(config, progress=False)["steps"] == stop_at
     monkeypatch.setattr(Trainer, "train_step", step)
-    resumed = run_stage(config, progress=False)
-    assert resumed["steps"] == 4 and resumed["losses"] == full["losses"]
+    return run_stage(config, progress=False)
 
 
 def encoder_changes(directory, preset: str) -> dict[str, bool]:
@@ -139,17 +145,7 @@ def test_sft_with_a_trainable_signal_encoder_trains_it_and_resumes_exactly(tmp_p
     assert encoder_changes(tmp_path / "a" / "model", preset) == {"encoder": True, "decoder": False}
     assert torch.load(tmp_path / "a" / "features.pt", weights_only=True)["signal"] == {}   # inputs stay in memory
     config = load_config("sft", overrides=[*run, f"train.out='{tmp_path / 'b'}'"], preset=preset)
-    step = Trainer.train_step
-
-    def stop_after_one(self):
-        row = step(self)
-        self._stop_requested = row["step"] == 1
-        return row
-
-    monkeypatch.setattr(Trainer, "train_step", stop_after_one)
-    assert run_stage(config, progress=False)["steps"] == 1
-    monkeypatch.setattr(Trainer, "train_step", step)
-    assert run_stage(config, progress=False)["losses"] == full["losses"]
+    assert interrupted_then_resumed(config, monkeypatch, stop_at=1)["losses"] == full["losses"]
     resumed = HeartcareGPT.from_pretrained(tmp_path / "b" / "model").state_dict()
     for name, value in HeartcareGPT.from_pretrained(tmp_path / "a" / "model").state_dict().items():
         assert torch.equal(resumed[name], value), name
