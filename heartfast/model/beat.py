@@ -217,8 +217,18 @@ class BeatTokenizer(nn.Module):
     @torch.no_grad()
     def latents(self, signals: torch.Tensor | np.ndarray, fs: float = SAMPLE_RATE) -> torch.Tensor:
         """Quantized latents [B, windows * queries, dim] (the signal stream of DSPA)."""
-        codes, b = self._quantize(self.windows(signals, fs))
-        return self.quantizer.lookup(codes).sum(-2).reshape(b, -1, self.config.dim)
+        return self.window_latents(self.windows(signals, fs))
+
+    def window_latents(self, windows: torch.Tensor) -> torch.Tensor:
+        """Windows [B, W, 12, window] (`windows`) -> quantized latents [B, W * queries, dim]. With gradients
+        on, they pass straight through the quantizer to the query encoder (the values stay the quantized
+        ones): how a stage that trains the encoder jointly (HeartcareGPT.train_signal_encoder) sees them."""
+        b, w = windows.shape[:2]
+        z = self.encode_queries(windows.reshape(b * w, self.config.leads, -1)).reshape(-1, self.config.dim)
+        quantized = self.quantizer.lookup(self.quantizer.assign(z)).sum(-2)
+        if torch.is_grad_enabled() and z.requires_grad:
+            quantized = quantized + (z - z.detach())
+        return quantized.reshape(b, -1, self.config.dim)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

@@ -235,14 +235,7 @@ class HeartcareGPT(nn.Module):
         """
         if self.config.signal_encoder != "beat":
             return self.signal_encoder(inputs)
-        beat = self.signal_encoder
-        b, w = inputs.shape[:2]
-        z = beat.encode_queries(inputs.reshape(b * w, *inputs.shape[2:]))
-        z = z.reshape(-1, z.shape[-1])
-        quantized = beat.quantizer.lookup(beat.quantizer.assign(z)).sum(-2)
-        if torch.is_grad_enabled() and z.requires_grad:
-            quantized = quantized + (z - z.detach())
-        return quantized.reshape(b, -1, z.shape[-1])
+        return self.signal_encoder.window_latents(inputs)
 
     def signal_length(self, inputs: torch.Tensor) -> int:
         """Feature rows (`<signal>` placeholders) of one signal's encoder inputs (`prepare_signals(...)[i]`)."""
