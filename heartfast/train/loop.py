@@ -113,8 +113,10 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("the model has no trainable parameters")
+        # the fused AdamW kernel updates every parameter in one pass (one launch on CUDA instead of several
+        # per tensor); FSDP's DTensor shards take the default (foreach) implementation
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, betas=config.betas,
-                                           weight_decay=config.weight_decay)
+                                           weight_decay=config.weight_decay, fused=not self.sharded)
         self.scheduler = build_scheduler(self.optimizer, config.steps, config.warmup_steps, config.schedule)
         self.order = DataOrder(len(dataset), config.seed)
         self.step = 0
