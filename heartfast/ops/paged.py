@@ -32,14 +32,13 @@ def _wants(backend: str | None, *tensors: torch.Tensor, flash_attn: bool = False
 
 def gather_cache(cache: torch.Tensor, block_table: torch.Tensor, length: int) -> torch.Tensor:
     """The first `length` cached rows [length, Hkv, D] of one sequence, in position order."""
-    block_size = cache.shape[1]
-    blocks = block_table[: -(-length // block_size)].long()
-    return cache.index_select(0, blocks).flatten(0, 1)[:length]  # index_select: ~3x advanced indexing on CPU
+    return gather_padded(cache, block_table[None], length)[0]
 
 
 def gather_padded(cache: torch.Tensor, block_tables: torch.Tensor, max_len: int) -> torch.Tensor:
     """Every sequence's first `max_len` cached rows at once: [batch, max_len, Hkv, D] (rows past a length are junk)."""
     blocks = block_tables[:, : -(-max_len // cache.shape[1])].long().clamp_min(0)   # tables may pad with -1
+    # index_select: ~3x advanced indexing on CPU
     rows = cache.index_select(0, blocks.flatten()).unflatten(0, blocks.shape)   # [batch, n_blocks, block, Hkv, D]
     return rows.flatten(1, 2)[:, :max_len]
 
@@ -108,15 +107,14 @@ def _prefill_each(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     sequences with one new token (decode steps riding along) share one batched decode call."""
     out = torch.empty_like(q)
     singles = [i for i in range(len(lens)) if bounds[i + 1] - bounds[i] == 1]
-    if len(singles) > 1:
+    batched = set(singles) if len(singles) > 1 else set()
+    if batched:
         rows = torch.tensor([bounds[i] for i in singles], device=q.device)
         which = torch.tensor(singles, device=block_tables.device)
         out[rows] = paged_decode_reference(q[rows], k_cache, v_cache, block_tables[which],
-                                           torch.tensor(lens, dtype=torch.int32)[singles], scale)
-    else:
-        singles = []
+                                           torch.tensor([lens[i] for i in singles], dtype=torch.int32), scale)
     for i, (start, stop, length) in enumerate(zip(bounds[:-1], bounds[1:], lens)):
-        if stop == start or i in singles:
+        if stop == start or i in batched:
             continue
         k = gather_cache(k_cache, block_tables[i], length)[None].to(q.dtype)
         v = gather_cache(v_cache, block_tables[i], length)[None].to(q.dtype)

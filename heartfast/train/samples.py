@@ -61,9 +61,9 @@ class FeatureCache:
         for r in todo:
             groups.setdefault((r.fs, r.n_samples), []).append(r)
         device = next(self.model.llm.parameters()).device
+        encode = self.model.prepare_signals if self.signal_inputs else self.model.signal_features
         for (fs, _), group in groups.items():
             signals = torch.from_numpy(np.stack([r.to_12_leads() for r in group]).astype(np.float32)).to(device)
-            encode = self.model.prepare_signals if self.signal_inputs else self.model.signal_features
             for r, f in zip(group, encode(signals, fs)):
                 self.signal[r.id] = f.float().cpu()
             if self.images:
