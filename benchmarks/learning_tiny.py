@@ -55,20 +55,30 @@ def predicted_letters(model, tokenizer, items, cache, batch_size: int = 32) -> l
 
 
 def confusion(items, letters) -> dict:
-    """Per task: accuracy, and per true answer text: items, accuracy and the answers given."""
+    """Per task: accuracy; per true answer text: items, accuracy and the answers given; and `contested`: the
+    items whose options hold two or more answers that are correct somewhere in the task's held-out set.
+
+    Only a contested item needs the ECG: where one option alone is ever a correct answer, eliminating the
+    never-correct statements picks it. `chance` is what guessing among the plausible options scores there.
+    """
     report: dict = {}
     by_task = defaultdict(list)
     for item, letter in zip(items, letters):
         truth = item.options["ABCD".index(item.correct)]
         given = item.options["ABCD".index(letter)]
-        by_task[item.task].append((truth, given))
-    for task, pairs in sorted(by_task.items()):
+        by_task[item.task].append((truth, given, item.options))
+    for task, rows in sorted(by_task.items()):
+        answers = {t for t, _, _ in rows}
         classes = {}
-        for truth in sorted({t for t, _ in pairs}):
-            given = [g for t, g in pairs if t == truth]
+        for truth in sorted(answers):
+            given = [g for t, g, _ in rows if t == truth]
             classes[truth] = {"items": len(given), "accuracy": sum(g == truth for g in given) / len(given),
                               "answered": dict(Counter(given).most_common())}
-        report[task] = {"items": len(pairs), "accuracy": sum(t == g for t, g in pairs) / len(pairs),
+        contested = [(t == g, 1 / len(answers & set(o))) for t, g, o in rows if len(answers & set(o)) > 1]
+        report[task] = {"items": len(rows), "accuracy": sum(t == g for t, g, _ in rows) / len(rows),
+                        "contested": {"items": len(contested),
+                                      "accuracy": sum(ok for ok, _ in contested) / max(len(contested), 1),
+                                      "chance": sum(c for _, c in contested) / max(len(contested), 1)},
                         "per_class": classes}
     return report
 
@@ -123,7 +133,9 @@ def main() -> None:
     (out / "learning.json").write_text(json.dumps(report, indent=1))
     print(json.dumps({k: v for k, v in report.items() if k != "heldout_eval"}, indent=1))
     for task, row in report["heldout_eval"].items():
-        print(f"{task}: {row['accuracy']:.3f} on {row['items']} held-out items")
+        c = row["contested"]
+        print(f"{task}: {row['accuracy']:.3f} on {row['items']} held-out items; contested {c['accuracy']:.3f} "
+              f"on {c['items']} (chance {c['chance']:.3f})")
         for truth, c in row["per_class"].items():
             print(f"  {truth:<28} {c['accuracy']:.3f} of {c['items']:>4}  {c['answered']}")
 
