@@ -167,8 +167,10 @@ class Engine:
         signal_kind = "codes" if discrete else "signal"
         spans = self.model.spans
         request_keys, signals, images, rates = [], {}, {}, {}
+        hashed: dict[int, str] = {}   # by object: a bench's questions on one ECG share its array, hashed once
         for r in requests:
-            keys = r.keys or [content_key(x) for x in (*r.signals, *r.images)]
+            keys = r.keys or [hashed.get(id(x)) or hashed.setdefault(id(x), content_key(x))
+                              for x in (*r.signals, *r.images)]
             if len(keys) != len(r.signals) + len(r.images):
                 raise ValueError(f"request {r.id}: {len(keys)} keys for {len(r.signals)} signals + {len(r.images)} images")
             self._ecgs_seen.update(keys)
