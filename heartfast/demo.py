@@ -25,6 +25,7 @@ class DemoConfig:
     beat_steps: int = 150
     align_steps: int = 100
     sft_steps: int = 400
+    warmup_steps: int = 1500      # the sft recipe's signal-encoder warm-up (heartfast.train.warmup)
     max_tokens: int = 40
     progress: bool = True
 
@@ -80,11 +81,12 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                               TrainConfig(steps=cfg.beat_steps, lr=3e-3, batch_size=32, warmup_steps=10,
                                           out=str(out / "beat"), progress=cfg.progress), progress=cfg.progress)
         print(f"Beat: loss {beat['final_loss']:.3f}, held-out PRD {beat['prd_percent']:.1f}%")
-    for stage, steps, model_setting in (
-            ("align", cfg.align_steps, f"model.signal_encoder={json.dumps(str(out / 'beat' / 'model'))}"),
-            ("sft", cfg.sft_steps, f"model.path={json.dumps(str(out / 'align' / 'model'))}")):
+    for stage, steps, model_settings in (
+            ("align", cfg.align_steps, [f"model.signal_encoder={json.dumps(str(out / 'beat' / 'model'))}"]),
+            ("sft", cfg.sft_steps, [f"model.path={json.dumps(str(out / 'align' / 'model'))}",
+                                    f"model.signal_warmup_steps={cfg.warmup_steps}"])):
         with _stage(stage, result):
-            config = load_config(stage, overrides=[model_setting, f"data.source={json.dumps(str(data_dir))}",
+            config = load_config(stage, overrides=[*model_settings, f"data.source={json.dumps(str(data_dir))}",
                                                    "data.images=true", f"train.steps={steps}",
                                                    f"train.out={json.dumps(str(out / stage))}"], preset="tiny")
             config.train.progress = cfg.progress

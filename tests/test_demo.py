@@ -6,7 +6,7 @@ import pytest
 from heartfast.cli import main
 
 TOY = ["--records", "40", "--bench-records", "3", "--beat-steps", "4", "--align-steps", "2", "--sft-steps", "2",
-       "--quiet"]
+       "--warmup-steps", "2", "--quiet"]
 
 
 @pytest.mark.slow

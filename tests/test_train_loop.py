@@ -130,7 +130,8 @@ def test_fsdp_sft_stage_saves_a_whole_model_that_loads(tmp_path):
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                            "-m", "heartfast", "train", "sft", "--preset", "tiny", "--data", "synthetic:40",
                            "--steps", "2", "--out", str(out), "--quiet", "--set", "train.parallel=fsdp",
-                           "--set", "train.batch_size=4", "--set", "model.train_signal_encoder=true"],
+                           "--set", "train.batch_size=4", "--set", "model.train_signal_encoder=true",
+                           "--set", "model.signal_warmup_steps=2"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("model saved to") == 1           # the main process reports

@@ -20,7 +20,7 @@ from heartfast.train.samples import FeatureCache, item_sample
 from heartfast.train.stages import AnswerLoss, run_stage, set_trainable
 
 TINY_RUN = ["data.source='synthetic:6'", "train.batch_size=2", "train.warmup_steps=1", "evaluate=false",
-            "train.progress=false"]
+            "train.progress=false", "model.signal_warmup_steps=2"]
 
 
 def test_config_layers_defaults_recipe_file_and_overrides(tmp_path):
@@ -173,7 +173,8 @@ def test_torchrun_two_processes_give_the_losses_of_one(tmp_path, train_encoder):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "heartfast", "train", "sft", "--preset", "tiny", "--data", "synthetic:10", "--out", str(out),
                "--steps", "2", "--batch-size", "4", "--no-eval", "--quiet",
-               "--set", f"model.train_signal_encoder={str(train_encoder).lower()}"]
+               "--set", f"model.train_signal_encoder={str(train_encoder).lower()}",
+               "--set", "model.signal_warmup_steps=2"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads((out / "summary.json").read_text())["losses"]

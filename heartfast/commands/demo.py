@@ -11,7 +11,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = DemoConfig(out=Path(args.out), data=args.data or "", records=args.records,
                      bench_records=args.bench_records, beat_steps=args.beat_steps, align_steps=args.align_steps,
-                     sft_steps=args.sft_steps, progress=not args.quiet)
+                     sft_steps=args.sft_steps, warmup_steps=args.warmup_steps, progress=not args.quiet)
     result = run_demo(cfg)
     print("\n== results (held-out bench)")
     print(format_table(result.evaluation))
@@ -32,4 +32,5 @@ def register(tree) -> None:
     p.add_argument("--beat-steps", type=int, default=150)
     p.add_argument("--align-steps", type=int, default=100)
     p.add_argument("--sft-steps", type=int, default=400)
+    p.add_argument("--warmup-steps", type=int, default=1500, help="signal-encoder warm-up steps before sft")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -30,6 +30,7 @@ class ModelSection:
     signal_encoder: str = ""             # a Beat tokenizer saved by `heartfast train beat` (model/ folder)
     gradient_checkpointing: bool = False
     train_signal_encoder: bool = False   # the signal encoder learns with the stage (feature cache: its inputs)
+    signal_warmup_steps: int = 0         # a trainable encoder's supervised warm-up steps (heartfast.train.warmup)
 
 
 @dataclass
@@ -75,7 +76,9 @@ RECIPES: dict[tuple[str, str], dict] = {
     ("tiny", "align"): _TINY_ALIGN,
     # 1000 steps: with the word tokenizer a step is ~0.3 s on 2 CPU cores (docs/training.md, learning section).
     # The preset's Beat starts random; it learns with the decoder (frozen, its latents blur left/right axis).
-    ("tiny", "sft"): {"lora": {"r": 0}, "model": {"train_signal_encoder": True},
+    # The encoder warm-up (1500 x 32 records) makes rhythm readable: without it the decoder answers rhythm
+    # questions from the options alone (docs/training.md, "What the 82% is made of").
+    ("tiny", "sft"): {"lora": {"r": 0}, "model": {"train_signal_encoder": True, "signal_warmup_steps": 1500},
                       "train": {**_TINY_SFT_TRAIN, "steps": 1000},
                       "data": {"tasks": ["RhythmClosedQA", "AxisClosedQA"]}},
     # GEM's signal path at toy size. The open rhythm question names the rhythm without the detour through an

@@ -31,6 +31,7 @@ from heartfast.train.losses import IGNORE_INDEX, linear_cross_entropy
 from heartfast.train.loop import TrainConfig, Trainer
 from heartfast.train.packing import Sample, pack
 from heartfast.train.samples import FeatureCache, item_sample
+from heartfast.train.warmup import warm_up_signal_encoder
 
 
 class AnswerLoss(nn.Module):
@@ -187,6 +188,10 @@ def run_stage(config: StageConfig, progress: bool = True) -> dict:
     train_items = [it for it in items if it.split == "train"]
     if not train_items:
         raise ValueError(f"{config.data.source}: no training items (split 'train')")
+    warmup = {}   # a frozen encoder is not warmed up; a checkpoint already holds the warmed (and trained) one
+    if config.model.signal_warmup_steps and cache.signal_inputs and not (out / "latest.pt").is_file():
+        warmup = warm_up_signal_encoder(model, cache.signal, train_items, config.model.signal_warmup_steps,
+                                        seed=config.train.seed, progress=progress)
     samples = [item_sample(it, model, tokenizer, cache) for it in train_items]
     mean_tokens = sum(len(s) for s in samples) / len(samples)
     full = config.stage == "sft" and config.lora.r == 0 and model.config.lora is None
@@ -197,7 +202,8 @@ def run_stage(config: StageConfig, progress: bool = True) -> dict:
         (out / "config.toml").write_text(to_toml(config))
     history = trainer.fit()
     summary = {"stage": config.stage, "steps": trainer.step, "train_items": len(samples),
-               "mean_tokens": mean_tokens, **counts, "losses": [round(r["loss"], 5) for r in history]}
+               "mean_tokens": mean_tokens, **counts, "signal_warmup": warmup,
+               "losses": [round(r["loss"], 5) for r in history]}
     state = trainer.full_state_dict() if trainer.sharded else None   # every process takes part in the gather
     if trainer.dist.is_main:
         if state is None:
