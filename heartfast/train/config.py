@@ -5,7 +5,7 @@ Layers, later ones winning:
    projectors, lr 2e-5 linear with 100 warm-up steps);
 2. the recipe of the model preset, where one exists, when the preset is named or the model is built from
    it (`tiny`, `tiny-gem`: a randomly initialised 4-layer decoder, so sft fine-tunes the whole LLM at a
-   higher rate; `tiny` sft also trains its random Beat encoder);
+   higher rate; `tiny` sft also trains its random Beat encoder, after a supervised warm-up);
 3. a TOML file with the sections [model], [data], [lora], [train] (and top-level `evaluate`);
 4. `--set section.key=value` overrides (values parsed as TOML, bare words as strings);
 5. explicit CLI flags (--data, --out, --steps, ...).
