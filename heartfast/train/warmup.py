@@ -78,7 +78,7 @@ def warm_up_signal_encoder(model: HeartcareGPT, inputs: dict[str, torch.Tensor],
         torch.manual_seed(seed)
         head = AnswerHead(dim, classes, tokens).to(device)
     params = model.signal_encoder_parameters()
-    was_training = [p.requires_grad for p in params]
+    trainable_before = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW([*params, *head.parameters()], lr)
@@ -96,7 +96,7 @@ def warm_up_signal_encoder(model: HeartcareGPT, inputs: dict[str, torch.Tensor],
         loss.backward()
         optimizer.step()
         loss_value = loss.item()
-    for p, flag in zip(params, was_training):
+    for p, flag in zip(params, trainable_before):
         p.requires_grad_(flag)
         p.grad = None
     return {"steps": steps, "records": len(records), "tasks": tasks, "final_loss": round(loss_value, 5)}
