@@ -19,6 +19,8 @@ import time
 import torch
 from torch import nn
 
+from heartfast.train.warmup import AnswerHead
+
 RHYTHMS, AXES = ("SR", "SBRAD", "STACH", "AFIB"), ("MID", "LAD", "RAD")
 
 
@@ -43,20 +45,6 @@ def stream(name: str):
     return encoder, lambda x: encoder(encoder.prepare(x, 500.0)).detach(), lambda e, x: x
 
 
-class Probe(nn.Module):
-    def __init__(self, dim: int, width: int = 64, tokens: int = 128) -> None:
-        super().__init__()
-        self.inp = nn.Sequential(nn.Linear(dim, width), nn.GELU(), nn.LayerNorm(width))
-        self.positions = nn.Parameter(torch.randn(tokens, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, 4, 4 * width, 0.0, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-        self.rhythm, self.axis = nn.Linear(width, len(RHYTHMS)), nn.Linear(width, len(AXES))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(self.inp(x) + self.positions[:x.shape[1]]).mean(1)
-        return self.rhythm(h), self.axis(h)
-
-
 def run(name: str, train, test, steps: int, batch: int) -> dict:
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -67,7 +55,7 @@ def run(name: str, train, test, steps: int, batch: int) -> dict:
     (r_train, a_train), (r_test, a_test) = labels(train), labels(test)
     with torch.no_grad():
         shape = list(tokens(encoder, x_test[:1]).shape[1:])
-    probe = Probe(shape[-1])
+    probe = AnswerHead(shape[-1], [len(RHYTHMS), len(AXES)], tokens=128)   # the trainer's warm-up head
     params = list(probe.parameters()) + (list(encoder.parameters()) if name == "timeseries-trained" else [])
     optimizer = torch.optim.AdamW(params, 1e-3)
     for _ in range(steps):
