@@ -25,7 +25,7 @@ class DemoConfig:
     beat_steps: int = 150
     align_steps: int = 100
     sft_steps: int = 400
-    warmup_steps: int = 1500      # the sft recipe's signal-encoder warm-up (heartfast.train.warmup)
+    warmup_steps: int | None = None   # signal-encoder warm-up steps before sft (None: the recipe's)
     max_tokens: int = 40
     progress: bool = True
 
@@ -84,7 +84,8 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     for stage, steps, model_settings in (
             ("align", cfg.align_steps, [f"model.signal_encoder={json.dumps(str(out / 'beat' / 'model'))}"]),
             ("sft", cfg.sft_steps, [f"model.path={json.dumps(str(out / 'align' / 'model'))}",
-                                    f"model.signal_warmup_steps={cfg.warmup_steps}"])):
+                                    *([] if cfg.warmup_steps is None else
+                                      [f"model.signal_warmup_steps={cfg.warmup_steps}"])])):
         with _stage(stage, result):
             config = load_config(stage, overrides=[*model_settings, f"data.source={json.dumps(str(data_dir))}",
                                                    "data.images=true", f"train.steps={steps}",

@@ -32,5 +32,5 @@ def register(tree) -> None:
     p.add_argument("--beat-steps", type=int, default=150)
     p.add_argument("--align-steps", type=int, default=100)
     p.add_argument("--sft-steps", type=int, default=400)
-    p.add_argument("--warmup-steps", type=int, default=1500, help="signal-encoder warm-up steps before sft")
+    p.add_argument("--warmup-steps", type=int, help="signal-encoder warm-up steps before sft (default: the recipe's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

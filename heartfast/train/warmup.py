@@ -59,6 +59,8 @@ def warm_up_signal_encoder(model: HeartcareGPT, inputs: dict[str, torch.Tensor],
     """Train the signal encoder (with a throw-away `AnswerHead`) for `steps` on the records' prepared inputs
     (`FeatureCache.signal` of a trainable encoder). Deterministic for a seed, so every DDP rank and a resumed
     run reach the same encoder. Returns {"steps", "records", "tasks", "final_loss"}."""
+    if not model.signal_encoder_trainable:
+        raise ValueError("the warm-up trains the signal encoder: call model.train_signal_encoder() first")
     records, targets, tasks, classes = answer_targets(items)
     keep = [i for i, r in enumerate(records) if r in inputs]
     records, targets = [records[i] for i in keep], targets[keep]
@@ -77,11 +79,7 @@ def warm_up_signal_encoder(model: HeartcareGPT, inputs: dict[str, torch.Tensor],
     with torch.random.fork_rng(devices=[]):   # the head's initialisation leaves the stage's RNG alone
         torch.manual_seed(seed)
         head = AnswerHead(dim, classes, tokens).to(device)
-    params = model.signal_encoder_parameters()
-    trainable_before = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(True)
-    optimizer = torch.optim.AdamW([*params, *head.parameters()], lr)
+    optimizer = torch.optim.AdamW([*model.signal_encoder_parameters(), *head.parameters()], lr)
     loss_value = float("nan")
     for _ in tqdm(range(steps), desc="warm-up", disable=not progress):
         group = groups[int(torch.multinomial(sizes, 1, generator=generator))]
@@ -96,7 +94,5 @@ def warm_up_signal_encoder(model: HeartcareGPT, inputs: dict[str, torch.Tensor],
         loss.backward()
         optimizer.step()
         loss_value = loss.item()
-    for p, flag in zip(params, trainable_before):
-        p.requires_grad_(flag)
-        p.grad = None
+    optimizer.zero_grad(set_to_none=True)   # the stage's first step starts from clean gradients
     return {"steps": steps, "records": len(records), "tasks": tasks, "final_loss": round(loss_value, 5)}
