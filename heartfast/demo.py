@@ -2,12 +2,15 @@
 
 prepare shards → instruction data and a bench → train Beat → align → sft (tiny HeartcareGPT, both DSPA
 streams: Beat latents and rendered 6x2 images) → serve the bench through the engine → evaluate → a results
-table and plots. Every stage writes into OUT and is
+table and plots. sft trains on every task type the bench asks (the tiny recipe's own sft, tuned for the
+rhythm and axis learning goal, sees two), each item weighing the same in the loss: with plain token sums the
+700-token grounded interpretations take nearly all the gradient and closed questions fall to chance. Every stage writes into OUT and is
 resumable, so an interrupted demo continues where it stopped when run again with the same OUT.
 """
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ class DemoConfig:
     align_steps: int = 100
     sft_steps: int = 400
     warmup_steps: int | None = None   # signal-encoder warm-up steps before sft (None: the recipe's)
-    max_tokens: int = 40
+    max_tokens: int = 800         # room for the longest bench answers (grounded interpretations, ~750 tokens)
     progress: bool = True
 
 
@@ -84,6 +87,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     for stage, steps, model_settings in (
             ("align", cfg.align_steps, [f"model.signal_encoder={json.dumps(str(out / 'beat' / 'model'))}"]),
             ("sft", cfg.sft_steps, [f"model.path={json.dumps(str(out / 'align' / 'model'))}",
+                                    "data.tasks=[]", "data.weighting='item'",
                                     *([] if cfg.warmup_steps is None else
                                       [f"model.signal_warmup_steps={cfg.warmup_steps}"])])):
         with _stage(stage, result):
@@ -152,7 +156,8 @@ def write_plots(out: Path, evaluation: dict, bench_dir: Path, bench_source: str)
     fig, ax = plt.subplots(figsize=(8, 9.6), dpi=100)
     ax.imshow(image.permute(1, 2, 0).contiguous().numpy())
     ax.axis("off")
-    ax.set_title(f"{item.question}\nmodel: {answers[item.id]!r}    truth: {item.correct}. "
+    said = textwrap.shorten(answers[item.id], 100, placeholder=" ...")   # an untrained model may ramble
+    ax.set_title(f"{item.question}\nmodel: {said!r}    truth: {item.correct}. "
                  f"{item.options[ord(item.correct) - 65]}", fontsize=8, loc="left")
     fig.tight_layout()
     fig.savefig(plots / "ecg_answer.png")

@@ -6,7 +6,7 @@ import pytest
 from heartfast.cli import main
 
 TOY = ["--records", "40", "--bench-records", "3", "--beat-steps", "4", "--align-steps", "2", "--sft-steps", "2",
-       "--warmup-steps", "2", "--quiet"]
+       "--warmup-steps", "2", "--max-tokens", "40", "--quiet"]
 
 
 @pytest.mark.slow
@@ -20,6 +20,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     answers = (out / "answers.jsonl").read_text().splitlines()
     results = json.loads((out / "results.json").read_text())
     assert results["missing"] == 0 and results["answered"] == len(answers) > 0
+    sft = (out / "sft" / "config.toml").read_text()     # sft on every task the bench asks, items weighing alike
+    assert "tasks = []" in sft and 'weighting = "item"' in sft
 
     assert main(["demo", "--out", str(out), *TOY]) == 0          # resumes: nothing is trained or answered twice
     assert "all answers were already there" in capsys.readouterr().out

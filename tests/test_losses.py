@@ -38,3 +38,22 @@ def test_all_ignored_gives_zero_and_frozen_weight():
     loss = linear_cross_entropy(hidden, weight, torch.full((5,), -100))
     loss.backward()
     assert loss.item() == 0 and hidden.grad.abs().sum() == 0
+
+
+def test_token_weights_give_the_weighted_mean_and_its_gradients():
+    T, H, V = 29, 16, 41
+    hidden = torch.randn(T, H, dtype=torch.float64, requires_grad=True)
+    weight = (torch.randn(V, H, dtype=torch.float64) * 0.2).requires_grad_()
+    labels = torch.randint(0, V, (T,))
+    labels[::4] = -100
+    w = torch.rand(T, dtype=torch.float64) + 0.1
+    loss = linear_cross_entropy(hidden, weight, labels, chunk_size=8, token_weights=w)
+    loss.backward()
+    h2, w2 = hidden.detach().clone().requires_grad_(), weight.detach().clone().requires_grad_()
+    per_row = F.cross_entropy(h2 @ w2.T, labels, ignore_index=-100, reduction="none")
+    kept = (labels != -100).double() * w
+    ref = (per_row * kept).sum() / kept.sum()
+    ref.backward()
+    torch.testing.assert_close(loss.double(), ref)
+    torch.testing.assert_close(hidden.grad, h2.grad)
+    torch.testing.assert_close(weight.grad, w2.grad)

@@ -17,7 +17,7 @@ from heartfast.train.loop import Trainer
 from heartfast.train.losses import IGNORE_INDEX
 from heartfast.train.packing import pack
 from heartfast.train.samples import FeatureCache, item_sample
-from heartfast.train.stages import AnswerLoss, run_stage, set_trainable
+from heartfast.train.stages import AnswerLoss, labelled_items, labelled_tokens, run_stage, set_trainable
 
 TINY_RUN = ["data.source='synthetic:6'", "train.batch_size=2", "train.warmup_steps=1", "evaluate=false",
             "train.progress=false", "model.signal_warmup_steps=2"]
@@ -82,6 +82,23 @@ def test_packed_chunked_loss_equals_the_models_own_loss_per_sequence(tiny_data):
                                 signal_features=torch.cat(s.signal_features))
         separate += model(batch, reduction="sum").loss
     torch.testing.assert_close(packed, separate, rtol=1e-5, atol=1e-4)
+
+
+def test_per_item_loss_counts_every_item_once(tiny_data):
+    """weighting = "item": the summed loss is the sum of each item's mean answer-token loss, its weight the
+    number of items; "token" keeps the plain sum over answer tokens."""
+    model, tokenizer, items, cache = tiny_data
+    chosen = [next(it for it in items if it.task == t) for t in ("RhythmClosedQA", "ComparisonQA", "AxisClosedQA")]
+    samples = [item_sample(it, model, tokenizer, cache) for it in chosen]
+    assert len({s.answer_tokens for s in samples}) > 1            # answers of different lengths
+    batch = pack(samples)
+    per_item = AnswerLoss(model, chunk_size=64, per_item=True)(batch)
+    means = [AnswerLoss(model, chunk_size=64)(pack([s])) / s.answer_tokens for s in samples]
+    torch.testing.assert_close(per_item, sum(means), rtol=1e-5, atol=1e-5)
+    assert labelled_items(batch) == 3 and labelled_tokens(batch) == sum(s.answer_tokens for s in samples)
+    assert load_config("sft", overrides=["data.weighting=item"]).data.weighting == "item"
+    with pytest.raises(ValueError, match="data.weighting"):
+        load_config("sft", overrides=["data.weighting=sample"])
 
 
 def test_align_trains_only_the_signal_projector(tiny_data):

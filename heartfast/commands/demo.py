@@ -11,7 +11,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = DemoConfig(out=Path(args.out), data=args.data or "", records=args.records,
                      bench_records=args.bench_records, beat_steps=args.beat_steps, align_steps=args.align_steps,
-                     sft_steps=args.sft_steps, warmup_steps=args.warmup_steps, progress=not args.quiet)
+                     sft_steps=args.sft_steps, warmup_steps=args.warmup_steps, max_tokens=args.max_tokens,
+                     progress=not args.quiet)
     result = run_demo(cfg)
     print("\n== results (held-out bench)")
     print(format_table(result.evaluation))
@@ -33,4 +34,6 @@ def register(tree) -> None:
     p.add_argument("--align-steps", type=int, default=100)
     p.add_argument("--sft-steps", type=int, default=400)
     p.add_argument("--warmup-steps", type=int, help="signal-encoder warm-up steps before sft (default: the recipe's)")
+    p.add_argument("--max-tokens", type=int, default=800,
+                   help="answer length limit when serving the bench (its longest answers run to ~750 tokens)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

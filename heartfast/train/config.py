@@ -19,6 +19,7 @@ from pathlib import Path
 from heartfast.train.loop import TrainConfig
 
 STAGES = ("align", "sft")
+WEIGHTINGS = ("token", "item")
 
 
 @dataclass
@@ -38,6 +39,7 @@ class DataSection:
     source: str = ""                     # records: folder, WFDB record or synthetic:N[:seed]
     items: str = ""                      # optional instruction items JSONL (else built from the records)
     tasks: list[str] = field(default_factory=list)   # task types to build (empty: all)
+    weighting: str = "token"             # in the loss: every answer token alike ("token") or every item ("item")
     per_record: int = 1
     seed: int = 0
     images: bool = False                 # image stream (rendered ECGs through the vision tower)
@@ -155,6 +157,8 @@ def load_config(stage: str, file: str | Path | None = None, overrides: list[str]
     config = _merge(config, from_file, str(file))
     for text, layer in zip(overrides, layers):
         config = _merge(config, layer, f"--set {text}")
+    if config.data.weighting not in WEIGHTINGS:
+        raise ValueError(f"data.weighting = {config.data.weighting!r}; expected one of {WEIGHTINGS}")
     return config
 
 

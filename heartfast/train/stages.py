@@ -37,34 +37,58 @@ from heartfast.train.warmup import warm_up_signal_encoder
 class AnswerLoss(nn.Module):
     """Summed next-token loss over the labelled (answer) tokens of a packed batch.
 
-    A module, so DDP can wrap it: its forward is the whole step's computation.
+    `per_item`: each token weighs 1 / its item's answer length, so the sum counts every item once: a closed
+    question's one-letter answer weighs what a 700-token report does (with plain token sums, long answers
+    take nearly all the gradient of a mixed batch). A module, so DDP can wrap it: its forward is the whole
+    step's computation.
     """
 
-    def __init__(self, model: HeartcareGPT, chunk_size: int = 1024) -> None:
+    def __init__(self, model: HeartcareGPT, chunk_size: int = 1024, per_item: bool = False) -> None:
         super().__init__()
-        self.model, self.chunk_size = model, chunk_size
+        self.model, self.chunk_size, self.per_item = model, chunk_size, per_item
 
     def forward(self, batch: MultimodalBatch) -> torch.Tensor:
         # Only the answer rows reach the LM head (a prompt-heavy batch skips most of the vocab projection).
         # Finding them is the step's one host sync, placed before the forward so it waits for nothing else.
         targets = shifted_labels(batch.labels, batch.cu_seqlens).reshape(-1)
         rows = (targets != IGNORE_INDEX).nonzero().squeeze(1)
+        weights = _per_item_weights(batch.cu_seqlens, rows) if self.per_item else None
         hidden = self.model.hidden_states(batch)   # packed rows: varlen attention through heartfast.ops
         hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows)
         mean = linear_cross_entropy(hidden, self.model.llm.lm_head.weight, targets.index_select(0, rows),
-                                    chunk_size=self.chunk_size)
-        return mean * rows.numel()
+                                    chunk_size=self.chunk_size, token_weights=weights)
+        return mean * (rows.numel() if weights is None else weights.sum())
+
+
+def _per_item_weights(cu_seqlens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """1 / (answer tokens of its item) for each labelled row of a packed batch (no host sync)."""
+    item = _item_of(cu_seqlens, rows)
+    counts = torch.zeros(cu_seqlens.numel() - 1, device=rows.device).index_add_(0, item, torch.ones_like(rows).float())
+    return 1.0 / counts[item]
+
+
+def _item_of(cu_seqlens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The packed item each row index lies in."""
+    return torch.searchsorted(cu_seqlens[1:].to(rows.dtype), rows, right=True)
 
 
 def labelled_tokens(batch: MultimodalBatch) -> int:
     return int((shifted_labels(batch.labels, batch.cu_seqlens) != IGNORE_INDEX).sum())
 
 
+def labelled_items(batch: MultimodalBatch) -> int:
+    """Items of a packed batch with at least one labelled token (the per-item loss's weight)."""
+    rows = (shifted_labels(batch.labels, batch.cu_seqlens).reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
+    return int(_item_of(batch.cu_seqlens, rows).unique().numel())
+
+
 def stage_trainer(model: HeartcareGPT, samples: list[Sample], train: TrainConfig,
-                  flops_per_sample: float | None = None) -> Trainer:
-    """The shared Trainer on packed samples with the answer-token loss (stages and cost benchmarks)."""
-    return Trainer(AnswerLoss(model), samples, pack, lambda m, b: m(b), labelled_tokens, train,
-                   flops_per_sample)
+                  flops_per_sample: float | None = None, weighting: str = "token") -> Trainer:
+    """The shared Trainer on packed samples with the answer-token loss (stages and cost benchmarks);
+    `weighting` "item" counts every item once in the loss instead of every answer token."""
+    per_item = weighting == "item"
+    return Trainer(AnswerLoss(model, per_item=per_item), samples, pack, lambda m, b: m(b),
+                   labelled_items if per_item else labelled_tokens, train, flops_per_sample)
 
 
 # ---- model -----------------------------------------------------------------------------------
@@ -196,7 +220,8 @@ def run_stage(config: StageConfig, progress: bool = True) -> dict:
     mean_tokens = sum(len(s) for s in samples) / len(samples)
     full = config.stage == "sft" and config.lora.r == 0 and model.config.lora is None
     config.train.find_unused_parameters = config.data.images
-    trainer = stage_trainer(model, samples, config.train, flops_per_sample(model, mean_tokens, full))
+    trainer = stage_trainer(model, samples, config.train, flops_per_sample(model, mean_tokens, full),
+                            config.data.weighting)
     if trainer.dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.toml").write_text(to_toml(config))
