@@ -3,8 +3,10 @@
 prepare shards → instruction data and a bench → train Beat → align → sft (tiny HeartcareGPT, both DSPA
 streams: Beat latents and rendered 6x2 images) → serve the bench through the engine → evaluate → a results
 table and plots. sft trains on every task type the bench asks (the tiny recipe's own sft, tuned for the
-rhythm and axis learning goal, sees two), each item weighing the same in the loss: with plain token sums the
-700-token grounded interpretations take nearly all the gradient and closed questions fall to chance. Every stage writes into OUT and is
+rhythm and axis learning goal, sees two), with the bench's measured per-lead evidence in its grounded
+interpretations, each item weighing the same in the loss (with plain token sums the 700-token grounded
+interpretations take nearly all the gradient), in 800 steps of 8 items (400 steps of 16, the same cost, leave
+the closed questions' option letters weaker: docs/training.md). Every stage writes into OUT and is
 resumable, so an interrupted demo continues where it stopped when run again with the same OUT.
 """
 from __future__ import annotations
@@ -27,7 +29,8 @@ class DemoConfig:
     bench_records: int = 24       # synthetic bench records (another seed: patients never seen in training)
     beat_steps: int = 150
     align_steps: int = 100
-    sft_steps: int = 400
+    sft_steps: int = 800
+    sft_batch_size: int = 8
     warmup_steps: int | None = None   # signal-encoder warm-up steps before sft (None: the recipe's)
     max_tokens: int = 800         # room for the longest bench answers (grounded interpretations, ~750 tokens)
     progress: bool = True
@@ -87,7 +90,8 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     for stage, steps, model_settings in (
             ("align", cfg.align_steps, [f"model.signal_encoder={json.dumps(str(out / 'beat' / 'model'))}"]),
             ("sft", cfg.sft_steps, [f"model.path={json.dumps(str(out / 'align' / 'model'))}",
-                                    "data.tasks=[]", "data.weighting='item'",
+                                    "data.tasks=[]", "data.weighting='item'", "data.measurements='auto'",
+                                    f"train.batch_size={cfg.sft_batch_size}",
                                     *([] if cfg.warmup_steps is None else
                                       [f"model.signal_warmup_steps={cfg.warmup_steps}"])])):
         with _stage(stage, result):

@@ -21,7 +21,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["missing"] == 0 and results["answered"] == len(answers) > 0
     sft = (out / "sft" / "config.toml").read_text()     # sft on every task the bench asks, items weighing alike
-    assert "tasks = []" in sft and 'weighting = "item"' in sft
+    assert "tasks = []" in sft and 'weighting = "item"' in sft and 'measurements = "auto"' in sft
 
     assert main(["demo", "--out", str(out), *TOY]) == 0          # resumes: nothing is trained or answered twice
     assert "all answers were already there" in capsys.readouterr().out

@@ -17,7 +17,8 @@ from heartfast.train.loop import Trainer
 from heartfast.train.losses import IGNORE_INDEX
 from heartfast.train.packing import pack
 from heartfast.train.samples import FeatureCache, item_sample
-from heartfast.train.stages import AnswerLoss, labelled_items, labelled_tokens, run_stage, set_trainable
+from heartfast.train.stages import (AnswerLoss, labelled_items, labelled_tokens, load_items_and_features,
+                                    run_stage, set_trainable)
 
 TINY_RUN = ["data.source='synthetic:6'", "train.batch_size=2", "train.warmup_steps=1", "evaluate=false",
             "train.progress=false", "model.signal_warmup_steps=2"]
@@ -99,6 +100,22 @@ def test_per_item_loss_counts_every_item_once(tiny_data):
     assert load_config("sft", overrides=["data.weighting=item"]).data.weighting == "item"
     with pytest.raises(ValueError, match="data.weighting"):
         load_config("sft", overrides=["data.weighting=sample"])
+
+
+def test_measured_items_carry_the_per_lead_evidence_a_bench_has(tiny_data):
+    """data.measurements = "auto" builds grounded interpretations from the measurement module, per lead, as
+    the bench builder does; "carried" keeps to what the records carry (the synthetic truth: global values)."""
+    model = tiny_data[0]
+    answers = {}
+    for source in ("carried", "auto"):
+        config = load_config("sft", overrides=["data.source='synthetic:3'", "data.tasks=['GroundedInterpretation']",
+                                               f"data.measurements={source}"], preset="tiny")
+        items, _ = load_items_and_features(config, model, None, progress=False)
+        answers[source] = [it.answer for it in items]
+    assert answers["auto"] and all("Lead V6:" in a for a in answers["auto"])
+    assert not any("Lead V6:" in a for a in answers["carried"])
+    with pytest.raises(ValueError, match="data.measurements"):
+        load_config("sft", overrides=["data.measurements=measured"])
 
 
 def test_align_trains_only_the_signal_projector(tiny_data):

@@ -20,6 +20,7 @@ from heartfast.train.loop import TrainConfig
 
 STAGES = ("align", "sft")
 WEIGHTINGS = ("token", "item")
+MEASUREMENTS = ("carried", "auto")
 
 
 @dataclass
@@ -40,6 +41,8 @@ class DataSection:
     items: str = ""                      # optional instruction items JSONL (else built from the records)
     tasks: list[str] = field(default_factory=list)   # task types to build (empty: all)
     weighting: str = "token"             # in the loss: every answer token alike ("token") or every item ("item")
+    measurements: str = "carried"        # grounding facts: what records carry (synthetic truth, annotations) or
+                                         # "auto": the measurement module's per-lead values too, as benches have
     per_record: int = 1
     seed: int = 0
     images: bool = False                 # image stream (rendered ECGs through the vision tower)
@@ -159,6 +162,8 @@ def load_config(stage: str, file: str | Path | None = None, overrides: list[str]
         config = _merge(config, layer, f"--set {text}")
     if config.data.weighting not in WEIGHTINGS:
         raise ValueError(f"data.weighting = {config.data.weighting!r}; expected one of {WEIGHTINGS}")
+    if config.data.measurements not in MEASUREMENTS:
+        raise ValueError(f"data.measurements = {config.data.measurements!r}; expected one of {MEASUREMENTS}")
     return config
 
 

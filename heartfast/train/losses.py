@@ -1,10 +1,11 @@
 """Cross-entropy on the LM head without the [tokens, vocab] fp32 logits in memory at once.
 
 `linear_cross_entropy(hidden, weight, labels)` equals `F.cross_entropy(hidden @ weight.T, labels,
-ignore_index=-100)` (mean over labelled tokens; with `token_weights`, the weighted mean). Rows are processed in chunks: each chunk's logits are
-formed in fp32, turned into the loss and, while they are at hand, into the gradients for `hidden` and
-`weight` (scaled in backward by the incoming gradient). Peak extra memory is chunk × vocab floats instead
-of tokens × vocab; the matmul FLOPs are the same as forward + backward of the plain version (6·T·H·V).
+ignore_index=-100)` (mean over labelled tokens; with `token_weights`, the weighted mean). Rows are processed
+in chunks: each chunk's logits are formed in fp32, turned into the loss and, while they are at hand, into
+the gradients for `hidden` and `weight` (scaled in backward by the incoming gradient). Peak extra memory is
+chunk × vocab floats instead of tokens × vocab; the matmul FLOPs are the same as forward + backward of the
+plain version (6·T·H·V).
 """
 from __future__ import annotations
 

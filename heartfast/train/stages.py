@@ -63,7 +63,8 @@ class AnswerLoss(nn.Module):
 def _per_item_weights(cu_seqlens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """1 / (answer tokens of its item) for each labelled row of a packed batch (no host sync)."""
     item = _item_of(cu_seqlens, rows)
-    counts = torch.zeros(cu_seqlens.numel() - 1, device=rows.device).index_add_(0, item, torch.ones_like(rows).float())
+    counts = torch.zeros(cu_seqlens.numel() - 1, device=rows.device)
+    counts.index_add_(0, item, torch.ones_like(item, dtype=counts.dtype))
     return 1.0 / counts[item]
 
 
@@ -143,7 +144,8 @@ def set_trainable(model: HeartcareGPT, config: StageConfig) -> dict[str, int]:
 def load_items_and_features(config: StageConfig, model: HeartcareGPT, cache_path: Path | None,
                             progress: bool = True) -> tuple[list[Item], FeatureCache]:
     """Instruction items (from the JSONL, or built from the records with the measurements they carry: synthetic
-    truth, annotations) and every needed record's features."""
+    truth, annotations; or, `data.measurements = "auto"`, with the measurement module's) and every needed
+    record's features."""
     from heartfast.instruct.dataset import build_items
     from heartfast.io.sources import list_records
 
@@ -161,7 +163,7 @@ def load_items_and_features(config: StageConfig, model: HeartcareGPT, cache_path
     else:
         records = cache.encode_stream((r.load() for r in refs), None, progress, len(refs))
         items = list(build_items(records, seed=d.seed, per_record=d.per_record, tasks=d.tasks or None,
-                                 measurements=None))
+                                 measurements=None if d.measurements == "carried" else "auto"))
     cache.save()
     return items, cache
 
