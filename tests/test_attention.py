@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from heartfast.ops.attention import attention, attention_reference, choose_backend
+from heartfast.ops.attention import PADDING_WASTE_LIMIT, attention, attention_reference, choose_backend, length_groups
 
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-2}
 
@@ -152,3 +152,28 @@ def test_varlen_inference_per_sequence_path_equals_the_padded_path(causal):
     for a, b in zip(starts[:-1], starts[1:]):
         alone = attention_reference(q[None, a:b].detach(), k[None, a:b], v[None, a:b], causal=causal)[0]
         assert rel_err(each[a:b], alone) < 1e-12
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_varlen_training_path_groups_by_length_and_matches_each_sequence(causal):
+    """With autograd, sequences of similar length share one padded SDPA call (a long one gets its own) and
+    outputs and gradients equal attention run on each sequence alone."""
+    lengths = [3, 60, 17, 1, 58, 5]
+    groups = length_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths))) and len(groups) > 1
+    for g in groups:   # every batch within the padding limit
+        assert len(g) * max(lengths[i] for i in g) ** 2 <= PADDING_WASTE_LIMIT * sum(lengths[i] ** 2 for i in g) \
+            or len(g) == 1
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
+    q, k, v = leaves(*[(sum(lengths), h, 16) for h in (4, 2, 2)], dtype=torch.float64)
+    out = attention(q, k, v, causal=causal, cu_seqlens=cu, backend="sdpa")
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()
+    starts = cu.tolist()
+    for a, b in zip(starts[:-1], starts[1:]):
+        qa, ka, va = (x.detach()[a:b].clone().requires_grad_() for x in (q, k, v))
+        alone = attention_reference(qa[None], ka[None], va[None], causal=causal)[0]
+        (alone * weights[a:b]).sum().backward()
+        assert rel_err(out[a:b].detach(), alone.detach()) < 1e-12
+        for x, xa in ((q, qa), (k, ka), (v, va)):
+            assert rel_err(x.grad[a:b], xa.grad) < 1e-12

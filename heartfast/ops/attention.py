@@ -67,26 +67,61 @@ def _sdpa(q, k, v, causal, scale, cu_seqlens) -> torch.Tensor:
     return _sdpa_varlen(q, k, v, causal, scale, cu_seqlens)
 
 
-PADDING_WASTE_LIMIT = 1.5   # inference: one SDPA per sequence once padding would cost this much more
+PADDING_WASTE_LIMIT = 1.5   # at most this much attention work lost to padding (inference: else one call each)
 
 
 def _sdpa_varlen(q, k, v, causal, scale, cu_seqlens) -> torch.Tensor:
-    """Packed sequences scattered into a right-padded [n, max_len] batch for one SDPA call, then gathered back.
+    """Packed sequences scattered into right-padded [n, max_len] batches for SDPA, then gathered back.
 
     Right padding is exact under a causal mask (a query never sees a later pad); without one, pad keys are
     masked. Only attention pays for padding (n · max_len² instead of Σ len²), and scatter/gather are single
-    index ops, so autograd does not zero-fill a full-size gradient per sequence as slicing would. Without
-    autograd and with lengths far apart (a prefill of 100- to 400-token prompts pays 2.3x), each sequence
-    gets its own SDPA call instead.
+    index ops, so autograd does not zero-fill a full-size gradient per sequence as slicing would. Sequences
+    of similar length share a batch (`length_groups`): one 700-token answer among 100-token ones would
+    otherwise make every row pay for 700² (7x the work in the demo's sft batches). Without autograd and with
+    lengths far apart, each sequence gets its own SDPA call instead.
     """
     cu = cu_seqlens.long()
     lengths = cu[1:] - cu[:-1]
-    count, width = lengths.numel(), int(lengths.max())
     needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    if not needs_grad and count * width ** 2 > PADDING_WASTE_LIMIT * float((lengths.double() ** 2).sum()):
+    if not needs_grad and lengths.numel() * int(lengths.max()) ** 2 > \
+            PADDING_WASTE_LIMIT * float((lengths.double() ** 2).sum()):
         return _sdpa_each(q, k, v, causal, scale, cu.tolist())
+    groups = length_groups(lengths.tolist())
+    if len(groups) == 1:
+        return _sdpa_padded(q, k, v, causal, scale, lengths)
+    sequence = torch.repeat_interleave(torch.arange(lengths.numel(), device=q.device), lengths)
+    out = q.new_zeros(q.shape)
+    for group in groups:
+        members = torch.tensor(sorted(group), device=q.device)
+        rows = torch.isin(sequence, members).nonzero().squeeze(1)   # the group's tokens, in packed order
+        part = _sdpa_padded(q.index_select(0, rows), k.index_select(0, rows), v.index_select(0, rows), causal,
+                            scale, lengths[members])
+        out = out.index_copy(0, rows, part)
+    return out
+
+
+def length_groups(lengths: list[int]) -> list[list[int]]:
+    """Sequence indices in batches whose padding wastes at most PADDING_WASTE_LIMIT of their attention work:
+    longest first, each batch taking the next longest while count · longest² stays within the limit."""
+    groups: list[list[int]] = []
+    longest = squares = 0
+    for i in sorted(range(len(lengths)), key=lambda j: -lengths[j]):
+        n = lengths[i]
+        if groups and (len(groups[-1]) + 1) * longest ** 2 <= PADDING_WASTE_LIMIT * (squares + n * n):
+            groups[-1].append(i)
+            squares += n * n
+        else:
+            groups.append([i])
+            longest, squares = n, n * n
+    return groups
+
+
+def _sdpa_padded(q, k, v, causal, scale, lengths: torch.Tensor) -> torch.Tensor:
+    """Packed q/k/v of sequences with these lengths through one right-padded SDPA call."""
+    count, width = lengths.numel(), int(lengths.max())
+    starts = torch.cumsum(lengths, 0) - lengths
     sequence = torch.repeat_interleave(torch.arange(count, device=q.device), lengths)
-    slots = sequence * width + torch.arange(q.shape[0], device=q.device) - torch.repeat_interleave(cu[:-1], lengths)
+    slots = sequence * width + torch.arange(q.shape[0], device=q.device) - torch.repeat_interleave(starts, lengths)
 
     def padded(x: torch.Tensor) -> torch.Tensor:
         rows = x.new_zeros(count * width, *x.shape[1:]).index_copy(0, slots, x)
