@@ -46,3 +46,38 @@ def test_records_with_a_bad_one_are_skipped(tiny_checkpoint, shared_data, tmp_pa
     out = capsys.readouterr().out
     assert "answered 1 items" in out and "bad record 00002_lr" in out
     assert [json.loads(line)["id"] for line in answers.read_text().splitlines()] == ["00001_lr/q"]
+
+
+def test_an_interrupted_run_keeps_every_answer_finished_before_it(tiny_checkpoint, tmp_path, monkeypatch):
+    """Answers are written as each request finishes, not per batch: a run interrupted while the engine pulls
+    its next requests keeps what was done, and the rerun answers only the rest."""
+    from heartfast.engine.batch import ItemServer, answer_items
+    from heartfast.engine.engine import Engine
+    from heartfast.engine.sampling import SamplingParams
+    from heartfast.evaluate.bench import read_bench
+    from heartfast.model.heartcare import HeartcareGPT
+    from heartfast.model.vocab import load_text_tokenizer
+
+    bench, answers = tmp_path / "bench", tmp_path / "answers.jsonl"
+    assert main(["bench", "build", "synthetic:2:7", "--out", str(bench)]) == 0
+    items = [item for _, item in read_bench(bench)][:8]
+    model, tokenizer = HeartcareGPT.from_pretrained(tiny_checkpoint), load_text_tokenizer(tiny_checkpoint)
+    params = SamplingParams(max_tokens=3)
+    original, pulled = ItemServer.request, []
+
+    def request(self, item, records):
+        if len(pulled) == 6:
+            raise KeyboardInterrupt
+        pulled.append(item.id)
+        return original(self, item, records)
+
+    monkeypatch.setattr(ItemServer, "request", request)
+    with pytest.raises(KeyboardInterrupt):   # two requests in flight at a time: the first two are done by then
+        answer_items(Engine(model, tokenizer, max_seqs=2), items, "synthetic:2:7", answers, params, progress=False)
+    kept = [json.loads(line)["id"] for line in answers.read_text().splitlines()]
+    assert 2 <= len(kept) < 6 and set(kept) <= set(pulled[:len(kept) + 2])
+    monkeypatch.setattr(ItemServer, "request", original)
+    report = answer_items(Engine(model, tokenizer, max_seqs=2), items, "synthetic:2:7", answers, params,
+                          progress=False)
+    assert report.skipped_done == len(kept) and report.answered == len(items) - len(kept)
+    assert sorted(json.loads(line)["id"] for line in answers.read_text().splitlines()) == sorted(it.id for it in items)

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                             top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed)
     engine = Engine(model, tokenizer, max_seqs=args.batch, prefix_cache=not args.no_prefix_cache)
     report = answer_items(engine, items, source, args.out, params, images=not args.no_images,
-                          batch_size=args.batch, progress=not args.quiet)
+                          progress=not args.quiet)
     print(f"answered {report.answered} items into {args.out} ({report.skipped_done} already there, "
           f"{report.failed_items} skipped for bad records)")
     for record_id, problem in sorted(report.bad_records.items()):

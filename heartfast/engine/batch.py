@@ -1,18 +1,19 @@
-"""Answering a bench (or any instruction items) with the engine: records read once per batch, bad records
-reported and skipped, answers appended to answers.jsonl as each batch finishes, so an interrupted run
-resumes by skipping the ids already answered.
+"""Answering a bench (or any instruction items) with the engine: the items stream through one continuous
+batch (a long answer never holds up the next questions), records are read once, bad records reported and
+skipped, and each answer is appended to answers.jsonl as it is finished, so an interrupted run resumes by
+skipping the ids already answered.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from heartfast.engine.engine import Engine, Request
+from heartfast.engine.engine import Engine, Request, Result
 from heartfast.engine.sampling import SamplingParams
 from heartfast.instruct.items import Item
 from heartfast.instruct.prompt import input_kinds, item_prompt
@@ -99,8 +100,7 @@ class ItemServer:
 
 
 def answer_items(engine: Engine, items: list[Item], source: str | Path, out: str | Path,
-                 params: SamplingParams, images: bool = True, batch_size: int = 64, progress: bool = True,
-                 on_batch: Callable[[list], None] | None = None) -> BatchReport:
+                 params: SamplingParams, images: bool = True, progress: bool = True) -> BatchReport:
     """Answer `items` into `out` (JSONL: id, answer, task, finish_reason), skipping ids already there."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -109,26 +109,27 @@ def answer_items(engine: Engine, items: list[Item], source: str | Path, out: str
     todo = [item for item in items if item.id not in done]
     report.skipped_done = len(items) - len(todo)
     store, server = RecordStore(source), ItemServer(engine, images, params)
+    tasks = {item.id: item.task for item in todo}
     bar = tqdm(total=len(todo), desc="answer", unit="item", disable=not progress, dynamic_ncols=True)
+
+    def requests() -> Iterator[Request]:
+        for item in todo:
+            records = {rid: store.get(rid) for rid in item.record_ids}
+            if any(r is None for r in records.values()):
+                report.failed_items += 1
+                bar.update(1)
+                continue
+            yield server.request(item, records)
+
     with open(out, "a", encoding="utf-8") as f:
-        for start in range(0, len(todo), batch_size):
-            batch, requests = todo[start:start + batch_size], []
-            for item in batch:
-                records = {rid: store.get(rid) for rid in item.record_ids}
-                if any(r is None for r in records.values()):
-                    report.failed_items += 1
-                    continue
-                requests.append(server.request(item, records))
-            results = engine.generate(requests) if requests else []
-            tasks = {item.id: item.task for item in batch}
-            for res in results:
-                f.write(json.dumps({"id": res.id, "answer": res.text, "task": tasks[res.id],
-                                    "finish_reason": res.finish_reason}, ensure_ascii=False) + "\n")
+        def write(res: Result) -> None:
+            f.write(json.dumps({"id": res.id, "answer": res.text, "task": tasks[res.id],
+                                "finish_reason": res.finish_reason}, ensure_ascii=False) + "\n")
             f.flush()
-            report.answered += len(results)
-            bar.update(len(batch))
-            if on_batch:
-                on_batch(results)
+            report.answered += 1
+            bar.update(1)
+
+        engine.generate(requests(), on_result=write)
     bar.close()
     report.bad_records = dict(store.bad)
     return report

@@ -1,10 +1,12 @@
 """`Engine(model).generate(requests)`: batch inference over many ECG questions.
 
-Requests are prepared in groups: their ECG signals and images go through the encoders as whole batches
+Requests are taken from any iterable (a stream: a bench of any size is never in memory at once) and
+prepared in groups as room frees up: their ECG signals and images go through the encoders as whole batches
 (features cached by content, so the many questions Heartcare-Bench asks per ECG encode it once), the
 fused DSPA projection writes all of a group's prompt embeddings in one call, and the prompts enter the
 continuous-batching scheduler. Placeholder positions get cache keys derived from the ECG's identity,
-so requests that share an ECG and prompt prefix share its KV blocks.
+so requests that share an ECG and prompt prefix share its KV blocks. Each finished request is handed to
+`on_result` at once (answers written as they come: an interrupted run loses only those in flight).
 
 Each step is launched, then landed: its tokens are read (the one device sync of a step), appended, and
 finished requests retired. Greedy steps pick their tokens on the device, so in steady decoding the next step
@@ -14,7 +16,9 @@ bookkeeping for step t runs while the GPU computes step t+1.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
+from collections.abc import Callable, Iterable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 
@@ -73,6 +77,7 @@ class _Run:
     prompt_embeds: dict[int, torch.Tensor]
     results: dict[str, "Result"]
     bar: tqdm
+    on_result: Callable[["Result"], None] | None = None
 
 
 @dataclass
@@ -243,29 +248,32 @@ class Engine:
 
     # ---- the loop ------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, requests: Seq[Request], progress: bool = False) -> list[Result]:
-        """Answers in the order of `requests`."""
+    def generate(self, requests: Iterable[Request], progress: bool = False,
+                 on_result: Callable[[Result], None] | None = None) -> list[Result]:
+        """Answers in the order of `requests` (a list or any iterable, read as room frees up); `on_result`
+        gets each one as soon as it is finished."""
         start = time.perf_counter()
         scheduler = Scheduler(self.blocks, self.max_batched_tokens, self.max_seqs)
         hits_before = self.blocks.hits
-        run = _Run(scheduler, {}, {}, tqdm(total=len(requests), disable=not progress, desc="infer",
-                                            dynamic_ncols=True))
-        pending = list(requests)
+        total = len(requests) if isinstance(requests, Seq) else None
+        run = _Run(scheduler, {}, {}, tqdm(total=total, disable=not progress, desc="infer", dynamic_ncols=True),
+                   on_result)
+        pending, order = iter(requests), []
         group = max(self.max_seqs, 1)
-        next_key, prepared = 0, 0
+        exhausted = False
         inflight: _Launched | None = None
-        while prepared < len(pending) or scheduler.has_work:
-            if prepared < len(pending) and len(scheduler.waiting) < group:
-                chunk = pending[prepared:prepared + group]
-                for seq, emb in self._prepare(chunk, next_key):
+        while not exhausted or scheduler.has_work:
+            if not exhausted and len(scheduler.waiting) < group:
+                chunk = list(itertools.islice(pending, group))
+                exhausted = len(chunk) < group or len(order) + len(chunk) == total
+                for seq, emb in self._prepare(chunk, len(order)) if chunk else []:
                     scheduler.add(seq)
                     if emb is not None:
                         run.prompt_embeds[seq.key] = emb
-                next_key += len(chunk)
-                prepared += len(chunk)
+                order += [r.id for r in chunk]
                 continue
             if inflight is not None:
-                ahead = self._look_ahead(inflight, scheduler) if prepared == len(pending) else None
+                ahead = self._look_ahead(inflight, scheduler) if exhausted else None
                 self._land(inflight, run)
                 inflight = ahead
                 if ahead is not None:
@@ -277,15 +285,15 @@ class Engine:
             inflight = self._launch(chunks, run.prompt_embeds)
             self._complete(inflight, scheduler)
         run.bar.close()
-        results = run.results
-        self.stats.requests += len(requests)
+        results = [run.results[i] for i in order]
+        self.stats.requests += len(results)
         self.stats.ecgs = len(self._ecgs_seen)
-        self.stats.prompt_tokens += sum(res.prompt_tokens for res in results.values())
+        self.stats.prompt_tokens += sum(res.prompt_tokens for res in results)
         self.stats.cached_prompt_tokens += self.blocks.hits - hits_before
-        self.stats.output_tokens += sum(len(res.token_ids) for res in results.values())
+        self.stats.output_tokens += sum(len(res.token_ids) for res in results)
         self.stats.preemptions += scheduler.preemptions
         self.stats.seconds += time.perf_counter() - start
-        return [results[r.id] for r in requests]
+        return results
 
     def _launch(self, chunks: list[Chunk], prompt_embeds: dict[int, torch.Tensor],
                 ids: torch.Tensor | None = None) -> "_Launched":
@@ -352,8 +360,10 @@ class Engine:
                 run.scheduler.finish(seq, reason)
                 self.sampler.release(seq.key)
                 run.prompt_embeds.pop(seq.key, None)
-                run.results[seq.request_id] = self._result(seq)
+                result = run.results[seq.request_id] = self._result(seq)
                 run.bar.update(1)
+                if run.on_result is not None:
+                    run.on_result(result)
 
     def _forward(self, chunks: list[Chunk], prompt_embeds: dict[int, torch.Tensor],
                  ids: torch.Tensor | None = None) -> torch.Tensor:
