@@ -1,7 +1,7 @@
 """`Engine(model).generate(requests)`: batch inference over many ECG questions.
 
-Requests are taken from any iterable (a stream: a bench of any size is never in memory at once) and
-prepared in groups as room frees up: their ECG signals and images go through the encoders as whole batches
+Requests are pulled from any iterable (a list, or a stream that builds each one on demand) and prepared
+in groups as room frees up: their ECG signals and images go through the encoders as whole batches
 (features cached by content, so the many questions Heartcare-Bench asks per ECG encode it once), the
 fused DSPA projection writes all of a group's prompt embeddings in one call, and the prompts enter the
 continuous-batching scheduler. Placeholder positions get cache keys derived from the ECG's identity,
