@@ -177,3 +177,20 @@ def test_varlen_training_path_groups_by_length_and_matches_each_sequence(causal)
         assert rel_err(out[a:b].detach(), alone.detach()) < 1e-12
         for x, xa in ((q, qa), (k, ka), (v, va)):
             assert rel_err(x.grad[a:b], xa.grad) < 1e-12
+
+
+def test_varlen_groups_keep_the_dtype_sdpa_returns(monkeypatch):
+    """Under bf16 autocast on CUDA, fp32 q/k reach the SDPA path and SDPA returns bf16: the grouped path
+    assembles whatever dtype the calls return (no preallocated fp32 output to copy into)."""
+    import importlib
+
+    ops = importlib.import_module("heartfast.ops.attention")   # the package exports a function of that name
+    real = ops.sdpa_grouped
+    monkeypatch.setattr(ops, "sdpa_grouped", lambda *a, **kw: real(*a, **kw).to(torch.bfloat16))
+    lengths = [40, 3, 38, 2]
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
+    q, k, v = leaves(*[(sum(lengths), 2, 8) for _ in range(3)], dtype=torch.float32)
+    out = attention(q, k, v, causal=True, cu_seqlens=cu, backend="sdpa")
+    assert out.dtype == torch.bfloat16 and len(length_groups(lengths)) > 1
+    out.float().sum().backward()
+    assert q.grad is not None and q.grad.shape == q.shape

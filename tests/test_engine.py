@@ -146,3 +146,29 @@ def test_bad_requests_are_named(hf_llama):
         engine.generate([Request("r9", list(range(300)))])
     with pytest.raises(ValueError, match="text-only"):
         engine.generate([Request("x", [1, 2], signals=[np.zeros((12, 10))])])
+
+
+def test_a_stream_is_pulled_as_room_frees_up_and_an_error_mid_run_frees_the_cache(hf_llama):
+    """generate() reads an iterable lazily (answers reach on_result as they finish, in the order of the
+    requests in the returned list), and a request source that fails mid-run hands every KV block back."""
+    _, ours = hf_llama
+    engine = Engine(ours, block_size=4, num_blocks=32, max_seqs=2)
+    free = engine.blocks.num_available
+    prompts = [[5 + i, 9, 11, 2 + i] for i in range(6)]
+    pulled, finished = [], []
+
+    def stream(fail_at: int | None = None):
+        for i, p in enumerate(prompts):
+            if i == fail_at:
+                raise RuntimeError("the record store failed")
+            pulled.append(i)
+            yield Request(str(i), p, params=SamplingParams(max_tokens=8 - i))
+
+    out = engine.generate(stream(), on_result=lambda r: finished.append(r.id))
+    assert [r.id for r in out] == [str(i) for i in range(6)] and sorted(finished) == sorted(r.id for r in out)
+    assert finished.index("1") < finished.index("0")      # handed over when finished: the shorter answer first
+    assert [r.token_ids for r in out] == [r.token_ids for r in engine.generate(
+        [Request(str(i), p, params=SamplingParams(max_tokens=8 - i)) for i, p in enumerate(prompts)])]
+    with pytest.raises(RuntimeError, match="record store"):
+        engine.generate(stream(fail_at=4))
+    assert engine.blocks.num_available == free

@@ -262,29 +262,33 @@ class Engine:
         group = max(self.max_seqs, 1)
         exhausted = False
         inflight: _Launched | None = None
-        while not exhausted or scheduler.has_work:
-            if not exhausted and len(scheduler.waiting) < group:
-                chunk = list(itertools.islice(pending, group))
-                exhausted = len(chunk) < group or len(order) + len(chunk) == total
-                for seq, emb in self._prepare(chunk, len(order)) if chunk else []:
-                    scheduler.add(seq)
-                    if emb is not None:
-                        run.prompt_embeds[seq.key] = emb
-                order += [r.id for r in chunk]
-                continue
-            if inflight is not None:
-                ahead = self._look_ahead(inflight, scheduler) if exhausted else None
-                self._land(inflight, run)
-                inflight = ahead
-                if ahead is not None:
-                    self._complete(ahead, scheduler)
-                continue
-            chunks = scheduler.schedule()
-            if not chunks:
-                raise RuntimeError("the scheduler could not place any request: the KV cache is too small")
-            inflight = self._launch(chunks, run.prompt_embeds)
-            self._complete(inflight, scheduler)
-        run.bar.close()
+        try:
+            while not exhausted or scheduler.has_work:
+                if not exhausted and len(scheduler.waiting) < group:
+                    chunk = list(itertools.islice(pending, group))
+                    exhausted = len(chunk) < group or len(order) + len(chunk) == total
+                    for seq, emb in self._prepare(chunk, len(order)) if chunk else []:
+                        scheduler.add(seq)
+                        if emb is not None:
+                            run.prompt_embeds[seq.key] = emb
+                    order += [r.id for r in chunk]
+                    continue
+                if inflight is not None:
+                    ahead = self._look_ahead(inflight, scheduler) if exhausted else None
+                    self._land(inflight, run)
+                    inflight = ahead
+                    if ahead is not None:
+                        self._complete(ahead, scheduler)
+                    continue
+                chunks = scheduler.schedule()
+                if not chunks:
+                    raise RuntimeError("the scheduler could not place any request: the KV cache is too small")
+                inflight = self._launch(chunks, run.prompt_embeds)
+                self._complete(inflight, scheduler)
+        finally:   # on an error mid-run (a bad request, a failing on_result), hand the KV blocks back
+            for seq in scheduler.abort():
+                self.sampler.release(seq.key)
+            run.bar.close()
         results = [run.results[i] for i in order]
         self.stats.requests += len(results)
         self.stats.ecgs = len(self._ecgs_seen)

@@ -178,3 +178,11 @@ class Scheduler:
         seq.finished, seq.finish_reason = True, reason
         self.running.remove(seq)
         self.blocks.release(seq.block_table)
+
+    def abort(self) -> list[Sequence]:
+        """Drop every unfinished sequence (a run that stopped on an error): their blocks go back to the cache."""
+        dropped = [*self.running, *self.waiting]
+        for seq in list(self.running):
+            self.finish(seq, "abort")
+        self.waiting.clear()
+        return dropped

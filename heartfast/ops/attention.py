@@ -11,6 +11,7 @@ GQA heads repeated, and varlen looped per sequence: the float32-exact reference 
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -78,26 +79,25 @@ def _sdpa_varlen(q, k, v, causal, scale, cu_seqlens) -> torch.Tensor:
     index ops, so autograd does not zero-fill a full-size gradient per sequence as slicing would. Sequences
     of similar length share a batch (`length_groups`): one 700-token answer among 100-token ones would
     otherwise make every row pay for 700² (7x the work in the demo's sft batches). Without autograd and with
-    lengths far apart, each sequence gets its own SDPA call instead.
+    lengths far apart, each sequence gets its own SDPA call instead. The bounds are read to the host once.
     """
-    cu = cu_seqlens.long()
-    lengths = cu[1:] - cu[:-1]
+    bounds = cu_seqlens.tolist()
+    lengths = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
     needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    if not needs_grad and lengths.numel() * int(lengths.max()) ** 2 > \
-            PADDING_WASTE_LIMIT * float((lengths.double() ** 2).sum()):
-        return _sdpa_each(q, k, v, causal, scale, cu.tolist())
-    groups = length_groups(lengths.tolist())
+    if not needs_grad and len(lengths) * max(lengths) ** 2 > PADDING_WASTE_LIMIT * sum(n * n for n in lengths):
+        return _sdpa_each(q, k, v, causal, scale, bounds)
+    groups = length_groups(lengths)
     if len(groups) == 1:
         return _sdpa_padded(q, k, v, causal, scale, lengths)
-    sequence = torch.repeat_interleave(torch.arange(lengths.numel(), device=q.device), lengths)
-    out = q.new_zeros(q.shape)
+    parts, order = [], []
     for group in groups:
-        members = torch.tensor(sorted(group), device=q.device)
-        rows = torch.isin(sequence, members).nonzero().squeeze(1)   # the group's tokens, in packed order
-        part = _sdpa_padded(q.index_select(0, rows), k.index_select(0, rows), v.index_select(0, rows), causal,
-                            scale, lengths[members])
-        out = out.index_copy(0, rows, part)
-    return out
+        members = sorted(group)
+        rows = torch.from_numpy(np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in members]))
+        rows = rows.to(q.device)
+        parts.append(_sdpa_padded(q.index_select(0, rows), k.index_select(0, rows), v.index_select(0, rows),
+                                  causal, scale, [lengths[i] for i in members]))
+        order.append(rows)
+    return torch.cat(parts).index_select(0, torch.argsort(torch.cat(order)))
 
 
 def length_groups(lengths: list[int]) -> list[list[int]]:
@@ -116,18 +116,19 @@ def length_groups(lengths: list[int]) -> list[list[int]]:
     return groups
 
 
-def _sdpa_padded(q, k, v, causal, scale, lengths: torch.Tensor) -> torch.Tensor:
-    """Packed q/k/v of sequences with these lengths through one right-padded SDPA call."""
-    count, width = lengths.numel(), int(lengths.max())
-    starts = torch.cumsum(lengths, 0) - lengths
-    sequence = torch.repeat_interleave(torch.arange(count, device=q.device), lengths)
-    slots = sequence * width + torch.arange(q.shape[0], device=q.device) - torch.repeat_interleave(starts, lengths)
+def _sdpa_padded(q, k, v, causal, scale, lengths: list[int]) -> torch.Tensor:
+    """Packed q/k/v of sequences with these lengths through one right-padded SDPA call (no host sync)."""
+    count, width = len(lengths), max(lengths)
+    slots = torch.from_numpy(np.concatenate([i * width + np.arange(n) for i, n in enumerate(lengths)]))
+    slots = slots.to(q.device)
 
     def padded(x: torch.Tensor) -> torch.Tensor:
         rows = x.new_zeros(count * width, *x.shape[1:]).index_copy(0, slots, x)
         return rows.view(count, width, *x.shape[1:]).transpose(1, 2)            # [n, H, max_len, D]
 
-    mask = None if causal else (torch.arange(width, device=q.device) < lengths[:, None])[:, None, None]
+    mask = None
+    if not causal:
+        mask = (torch.arange(width) < torch.tensor(lengths)[:, None])[:, None, None].to(q.device)
     out = sdpa_grouped(padded(q), padded(k), padded(v), attn_mask=mask, is_causal=causal, scale=scale)
     return out.transpose(1, 2).reshape(count * width, *q.shape[1:]).index_select(0, slots)
 
