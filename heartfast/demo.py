@@ -5,7 +5,7 @@ streams: Beat latents and rendered 6x2 images) → serve the bench through the e
 table and plots. sft trains on every task type the bench asks (the tiny recipe's own sft, tuned for the
 rhythm and axis learning goal, sees two), with the bench's measured per-lead evidence in its grounded
 interpretations, each item weighing the same in the loss (with plain token sums the 700-token grounded
-interpretations take nearly all the gradient), in 800 steps of 8 items (400 steps of 16, the same cost, leave
+interpretations take nearly all the gradient), in 1000 steps of 8 items (400 steps of 16, 0.8x the cost, leave
 the closed questions' option letters weaker: docs/training.md). Every stage writes into OUT and is
 resumable, so an interrupted demo continues where it stopped when run again with the same OUT.
 """
@@ -29,7 +29,7 @@ class DemoConfig:
     bench_records: int = 24       # synthetic bench records (another seed: patients never seen in training)
     beat_steps: int = 150
     align_steps: int = 100
-    sft_steps: int = 800
+    sft_steps: int = 1000
     sft_batch_size: int = 8
     warmup_steps: int | None = None   # signal-encoder warm-up steps before sft (None: the recipe's)
     max_tokens: int = 800         # room for the longest bench answers (grounded interpretations, ~750 tokens)

@@ -32,7 +32,7 @@ def register(tree) -> None:
     p.add_argument("--bench-records", type=int, default=24, help="synthetic bench records")
     p.add_argument("--beat-steps", type=int, default=150)
     p.add_argument("--align-steps", type=int, default=100)
-    p.add_argument("--sft-steps", type=int, default=800)
+    p.add_argument("--sft-steps", type=int, default=1000)
     p.add_argument("--warmup-steps", type=int, help="signal-encoder warm-up steps before sft (default: the recipe's)")
     p.add_argument("--max-tokens", type=int, default=800,
                    help="answer length limit when serving the bench (its longest answers run to ~750 tokens)")
