@@ -26,7 +26,7 @@ from torch import nn
 from heartfast.instruct.items import CLOSED_TASKS, LETTERS, Item, read_jsonl
 from heartfast.model.heartcare import HeartcareGPT, MultimodalBatch, shifted_labels
 from heartfast.model.lora import LoraConfig
-from heartfast.train.config import WEIGHTINGS, StageConfig, to_toml
+from heartfast.train.config import StageConfig, to_toml
 from heartfast.train.losses import IGNORE_INDEX, linear_cross_entropy
 from heartfast.train.loop import TrainConfig, Trainer
 from heartfast.train.packing import Sample, pack
@@ -87,11 +87,9 @@ def stage_trainer(model: HeartcareGPT, samples: list[Sample], train: TrainConfig
                   flops_per_sample: float | None = None, weighting: str = "token") -> Trainer:
     """The shared Trainer on packed samples with the answer-token loss (stages and cost benchmarks);
     `weighting` "item" counts every item once in the loss instead of every answer token."""
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting {weighting!r}; expected one of {WEIGHTINGS}")
-    per_item = weighting == "item"
-    return Trainer(AnswerLoss(model, per_item=per_item), samples, pack, lambda m, b: m(b),
-                   labelled_items if per_item else labelled_tokens, train, flops_per_sample)
+    weight_fn = {"token": labelled_tokens, "item": labelled_items}[weighting]   # config.WEIGHTINGS, checked there
+    return Trainer(AnswerLoss(model, per_item=weighting == "item"), samples, pack, lambda m, b: m(b), weight_fn,
+                   train, flops_per_sample)
 
 
 # ---- model -----------------------------------------------------------------------------------
