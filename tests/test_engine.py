@@ -172,3 +172,29 @@ def test_a_stream_is_pulled_as_room_frees_up_and_an_error_mid_run_frees_the_cach
     with pytest.raises(RuntimeError, match="record store"):
         engine.generate(stream(fail_at=4))
     assert engine.blocks.num_available == free
+
+
+def test_encoder_features_are_reused_within_a_bounded_cache(tiny_heartcare, monkeypatch):
+    """Questions on one ECG encode it once; a run over more ECGs than the feature cache holds keeps only the
+    most recent ones and gives the same answers (an evicted ECG asked about again is encoded again)."""
+    model, tokenizer = tiny_heartcare
+    rng = np.random.default_rng(1)
+    ecgs = [rng.standard_normal((12, 2500)).astype(np.float32) * 0.3 for _ in range(5)]
+    order = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 0]   # ECG 0 comes back after four others
+    requests = [Request(f"r{i}", f"<signal> Question {i}?", signals=[ecgs[e]], signal_fs=250.0, keys=[f"ecg{e}"],
+                        params=SamplingParams(max_tokens=3)) for i, e in enumerate(order)]
+    encoded = []
+    original = type(model).signal_features
+
+    def counting(self, signals, fs):
+        encoded.append(len(signals))
+        return original(self, signals, fs)
+
+    monkeypatch.setattr(type(model), "signal_features", counting)
+    roomy = Engine(model, tokenizer, block_size=4, max_seqs=2)
+    expected = [r.token_ids for r in roomy.generate(requests)]
+    assert sum(encoded) == 5                       # every ECG once, ECG 0's return included
+    encoded.clear()
+    tight = Engine(model, tokenizer, block_size=4, max_seqs=2, feature_cache_size=2)
+    assert [r.token_ids for r in tight.generate(requests)] == expected
+    assert len(tight._features) <= 2 and sum(encoded) == 6   # ECG 0 was evicted and encoded again

@@ -81,3 +81,18 @@ def test_an_interrupted_run_keeps_every_answer_finished_before_it(tiny_checkpoin
                           progress=False)
     assert report.skipped_done == len(kept) and report.answered == len(items) - len(kept)
     assert sorted(json.loads(line)["id"] for line in answers.read_text().splitlines()) == sorted(it.id for it in items)
+
+
+def test_the_record_store_keeps_recent_records_and_remembers_bad_ids():
+    from heartfast.engine.batch import RecordStore
+
+    store = RecordStore("synthetic:3:7", keep=2)
+    ids = sorted(store.refs)
+    first = store.get(ids[0])
+    assert store.get(ids[0]) is first and store.loads == 1       # kept: read once
+    store.get(ids[1])
+    store.get(ids[2])                                            # ids[0] is the oldest and goes
+    assert len(store.loaded) == 2 and ids[0] not in store.loaded
+    again = store.get(ids[0])
+    assert store.loads == 4 and again.id == first.id and (again.signal == first.signal).all()
+    assert store.get("no-such-record") is None and store.bad == {"no-such-record": "not found in the source"}

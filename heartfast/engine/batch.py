@@ -14,11 +14,14 @@ import torch
 from tqdm.auto import tqdm
 
 from heartfast.engine.engine import Engine, Request, Result
+from heartfast.engine.lru import LRUCache
 from heartfast.engine.sampling import SamplingParams
 from heartfast.instruct.items import Item
 from heartfast.instruct.prompt import input_kinds, item_prompt
 from heartfast.io.record import ECGDataError, Record
 from heartfast.io.sources import list_records
+
+KEEP_RECORDS = 256   # records (and their pictures) kept for reuse by later questions
 
 
 @dataclass
@@ -43,43 +46,53 @@ def answered_ids(path: Path) -> set[str]:
 
 
 class RecordStore:
-    """Records of a source by id, loaded on demand; load failures are remembered, not raised."""
+    """Records of a source by id, loaded on demand and kept while recently used (a bench's questions on one
+    record come together); load failures are remembered, not raised."""
 
-    def __init__(self, source: str | Path) -> None:
+    def __init__(self, source: str | Path, keep: int = KEEP_RECORDS) -> None:
         self.refs = {ref.id: ref for ref in list_records(source)}
-        self.loaded: dict[str, Record] = {}
+        self.loaded: LRUCache[str, Record] = LRUCache(keep)
         self.bad: dict[str, str] = {}
+        self.loads = 0
 
     def get(self, record_id: str) -> Record | None:
-        if record_id in self.loaded or record_id in self.bad:
-            return self.loaded.get(record_id)
+        if record_id in self.bad:
+            return None
+        record = self.loaded.get(record_id)
+        if record is not None:
+            return record
         ref = self.refs.get(record_id)
         if ref is None:
             self.bad[record_id] = "not found in the source"
             return None
         try:
-            self.loaded[record_id] = ref.load()
+            record = ref.load()
         except ECGDataError as exc:
             self.bad[record_id] = str(exc)
-        return self.loaded.get(record_id)
+            return None
+        self.loads += 1
+        self.loaded.put(record_id, record)
+        return record
 
 
 class ItemServer:
     """Turns items into engine requests: signals as 12-lead arrays, images rendered as the trainer renders them."""
 
-    def __init__(self, engine: Engine, images: bool, params: SamplingParams) -> None:
+    def __init__(self, engine: Engine, images: bool, params: SamplingParams, keep: int = KEEP_RECORDS) -> None:
         self.engine, self.params = engine, params
         model = engine.model
         self.images = images and getattr(model, "vision", None) is not None
-        self._pictures: dict[str, torch.Tensor] = {}
+        self._pictures: LRUCache[str, torch.Tensor] = LRUCache(keep)
 
     def picture(self, record: Record) -> torch.Tensor:
-        if record.id not in self._pictures:
+        picture = self._pictures.get(record.id)
+        if picture is None:
             from heartfast.render.renderer import render
 
             size = self.engine.model.vision.config.image_size
-            self._pictures[record.id] = render(record.to_12_leads()[None], record.fs, size=size)[0]
-        return self._pictures[record.id]
+            picture = render(record.to_12_leads()[None], record.fs, size=size)[0]
+            self._pictures.put(record.id, picture)
+        return picture
 
     def request(self, item: Item, records: dict[str, Record]) -> Request:
         signals, images, signal_ids, image_ids, fs = [], [], [], [], set()

@@ -2,7 +2,8 @@
 
 Requests are pulled from any iterable (a list, or a stream that builds each one on demand) and prepared
 in groups as room frees up: their ECG signals and images go through the encoders as whole batches
-(features cached by content, so the many questions Heartcare-Bench asks per ECG encode it once), the
+(features cached by content, so the many questions Heartcare-Bench asks per ECG encode it once; the cache
+keeps the `feature_cache_size` most recently used, 8 groups' worth by default), the
 fused DSPA projection writes all of a group's prompt embeddings in one call, and the prompts enter the
 continuous-batching scheduler. Placeholder positions get cache keys derived from the ECG's identity,
 so requests that share an ECG and prompt prefix share its KV blocks. Each finished request is handed to
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from heartfast.engine.blocks import BlockManager
 from heartfast.engine.cuda_graphs import DecodeGraphs
+from heartfast.engine.lru import LRUCache
 from heartfast.engine.runner import KVCache, PagedKV, build_step
 from heartfast.engine.sampling import Sampler, SamplingParams
 from heartfast.engine.scheduler import Chunk, Scheduler, Sequence
@@ -108,7 +110,7 @@ class Engine:
     def __init__(self, model: HeartcareGPT | DecoderLM, tokenizer=None, *, block_size: int = 16,
                  num_blocks: int | None = None, max_batched_tokens: int = 4096, max_seqs: int = 64,
                  prefix_cache: bool = True, gpu_memory_fraction: float = 0.5, cuda_graphs: bool = True,
-                 lookahead: bool | None = None) -> None:
+                 lookahead: bool | None = None, feature_cache_size: int | None = None) -> None:
         self.model = model.eval()
         self.lm: DecoderLM = model.llm if isinstance(model, HeartcareGPT) else model
         self.lm.fuse_projections()
@@ -130,7 +132,9 @@ class Engine:
         self.stop_ids = set()
         if tokenizer is not None and tokenizer.eos_token_id is not None:
             self.stop_ids.add(int(tokenizer.eos_token_id))
-        self._features: dict[tuple[str, str], torch.Tensor] = {}
+        # encoder features by (kind, content key), reused by later questions on the same ECG; bounded, so a
+        # run over many ECGs holds those of the last few groups only
+        self._features: LRUCache[tuple[str, str], torch.Tensor] = LRUCache(feature_cache_size or 8 * max_seqs)
         self._ecgs_seen: set[str] = set()
         self.stats = EngineStats()
 
@@ -142,12 +146,16 @@ class Engine:
         return max_seqs * -(-min(self.max_model_len, 1024) // block_size)  # CPU: 1k tokens a sequence; preemption covers more
 
     # ---- preparation: encoders and projection on whole groups ---------------------------------
-    def _encode_new(self, kind: str, items: dict[str, object], fs: dict[str, float]) -> None:
-        """Encoder features for the items (by content key) not encoded before: one batched call per input
-        shape and sampling rate, over every new item of the group of requests."""
+    def _encode_new(self, kind: str, items: dict[str, object], fs: dict[str, float]) -> dict[str, torch.Tensor]:
+        """Encoder features of the items (by content key): cached ones reused, the rest encoded in one batched
+        call per input shape and sampling rate."""
+        found: dict[str, torch.Tensor] = {}
         groups: dict[tuple, list[str]] = {}
         for key, item in items.items():
-            if (kind, key) not in self._features:
+            cached = self._features.get((kind, key))
+            if cached is not None:
+                found[key] = cached
+            else:
                 groups.setdefault((tuple(np.shape(item)), fs.get(key, 0.0)), []).append(key)
         for (_, rate), keys in groups.items():
             stacked = torch.stack([torch.as_tensor(items[k], dtype=torch.float32) for k in keys]).to(self.device)
@@ -157,7 +165,10 @@ class Engine:
                 feats = self.model.signal_codes(stacked, rate)
             else:
                 feats = self.model.image_features(stacked.to(self.dtype))
-            self._features.update({(kind, k): f for k, f in zip(keys, feats)})
+            for k, f in zip(keys, feats):
+                found[k] = f
+                self._features.put((kind, k), f)
+        return found
 
     def _prepare(self, requests: Seq[Request], first_key: int) -> list[tuple[Sequence, torch.Tensor | None]]:
         if not isinstance(self.model, HeartcareGPT):
@@ -183,12 +194,12 @@ class Engine:
             signals.update(zip(keys, r.signals))
             rates.update((k, r.signal_fs) for k in keys[:len(r.signals)])
             images.update(zip(keys[len(r.signals):], r.images))
-        self._encode_new(signal_kind, signals, rates)
-        self._encode_new("image", images, {})
+        signal_feats = self._encode_new(signal_kind, signals, rates)
+        image_feats = self._encode_new("image", images, {})
         all_ids, sig_feats, img_feats, seq_keys = [], [], [], []
         for r, (s_keys, i_keys) in zip(requests, request_keys):
-            sig = [self._features[(signal_kind, k)] for k in s_keys]
-            img = [self._features[("image", k)] for k in i_keys]
+            sig = [signal_feats[k] for k in s_keys]
+            img = [image_feats[k] for k in i_keys]
             if isinstance(r.prompt, str):
                 ids = build_input_ids(self.tokenizer, r.prompt, spans,
                                       signal_tokens=[f.shape[0] for f in sig] if not discrete else 0,
