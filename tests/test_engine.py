@@ -88,6 +88,29 @@ def test_lookahead_gives_the_same_answers_with_stops_and_mixed_lengths(hf_llama)
     assert engine.stats.lookahead_steps > 0
 
 
+def test_lookahead_runs_while_a_stream_still_has_requests_waiting(hf_llama):
+    """A streamed bench keeps requests waiting all run long; with every slot taken none could be admitted
+    anyway, so decode steps are looked ahead then too (not only once the stream is drained), and the
+    answers are those of the plain loop."""
+    _, ours = hf_llama
+    rng = np.random.default_rng(5)
+    requests = [Request(f"q{i}", rng.integers(1, 97, int(rng.integers(3, 20))).tolist(),
+                        params=SamplingParams(max_tokens=int(rng.integers(3, 12)))) for i in range(9)]
+    want = Engine(ours, block_size=4, max_seqs=3, lookahead=False).generate(requests)
+    engine = Engine(ours, block_size=4, max_seqs=3, lookahead=True)
+    before_last = []
+
+    def stream():
+        for i, r in enumerate(requests):
+            if i == len(requests) - 1:
+                before_last.append(engine.stats.lookahead_steps)
+            yield r
+
+    got = engine.generate(stream())
+    assert [(r.token_ids, r.finish_reason) for r in got] == [(r.token_ids, r.finish_reason) for r in want]
+    assert before_last[0] > 0
+
+
 def test_repetition_penalty_matches_transformers(hf_llama):
     hf, ours = hf_llama
     prompt = list(range(5, 17))

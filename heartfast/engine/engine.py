@@ -285,7 +285,7 @@ class Engine:
                     order += [r.id for r in chunk]
                     continue
                 if inflight is not None:
-                    ahead = self._look_ahead(inflight, scheduler) if exhausted else None
+                    ahead = self._look_ahead(inflight, scheduler)
                     self._land(inflight, run)
                     inflight = ahead
                     if ahead is not None:
@@ -326,13 +326,15 @@ class Engine:
     def _look_ahead(self, step: "_Launched", scheduler: Scheduler) -> "_Launched | None":
         """Launch the next decode step before reading `step`'s tokens, its inputs taken from the device.
 
-        Only in the steady state: every running sequence was sampled by `step` on the device, nothing waits,
-        and the cache has a block for each sequence that goes on (so nothing is preempted mid-flight). A
-        sequence that turns out to stop at `step`'s token wastes one token of work; one that reaches
-        max_tokens is left out. The host's bookkeeping then overlaps the GPU's next step.
+        Only in the steady state: every running sequence was sampled by `step` on the device, no waiting
+        request could be admitted (none waits, or every slot is taken: a streamed bench keeps requests
+        waiting all run long), and the cache has a block for each sequence that goes on (so nothing is
+        preempted mid-flight). A sequence that turns out to stop at `step`'s token wastes one token of work
+        and frees its slot a step later; one that reaches max_tokens is left out. The host's bookkeeping (and
+        preparing the next requests) then overlaps the GPU's next step.
         """
-        if not self.lookahead or step.tokens is None or scheduler.waiting or \
-                len(scheduler.running) != len(step.seqs):
+        if not self.lookahead or step.tokens is None or len(scheduler.running) != len(step.seqs) or \
+                (scheduler.waiting and len(scheduler.running) < self.max_seqs):
             return None
         going = [s for s in step.seqs if len(s.output_ids) + 1 < s.params.max_tokens]
         if not going or self.blocks.num_available < len(going):
