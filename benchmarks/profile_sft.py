@@ -5,8 +5,9 @@
 Same model, data and batch as benchmarks/gpu/train.py (1.1B Llama, LoRA r64, 16 samples, bf16); three
 warm-up steps, then two profiled steps each. Prints self CUDA time per kernel, largest first, after a line
 that says whether the step is bound by the host: unprofiled wall time per step against the GPU's busy
-time (the sum of kernel times), kernel launches and host syncs per step. On 2026-11-23 heartfast's step
-took 270 ms of wall time for ~189 ms of kernels, the peft loop's 495 ms for ~485 ms.
+time (kernel, copy and memset times summed; one stream, so no overlap), kernel launches and host syncs
+per step. On 2026-11-23 heartfast's step took 270 ms of wall time for ~189 ms of kernels, the peft loop's
+495 ms for ~485 ms.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from gpu.train import ALPHA, BATCH, DROPOUT, R, _checkpoint, _peft, make_samples
 from sft_setup import sft_trainer  # noqa: E402
 
 
+LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx")  # Triton: cuLaunchKernelEx
 SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 STEPS = 2
 
@@ -46,7 +48,7 @@ def profile(name: str, step, rows: int) -> None:
         torch.cuda.synchronize()
     events = prof.key_averages()
     busy_us = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
-    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
+    launches = sum(e.count for e in events if e.key in LAUNCHES)
     syncs = sum(e.count for e in events if e.key in SYNCS)
     print(f"==== {name}: {wall_ms:.1f} ms a step unprofiled; kernels {busy_us / 1000 / STEPS:.1f} ms a step "
           f"(GPU busy {busy_us / 10 / STEPS / wall_ms:.0f}%), {launches // STEPS} launches and "

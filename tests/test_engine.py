@@ -94,8 +94,11 @@ def test_lookahead_runs_while_a_stream_still_has_requests_waiting(hf_llama):
     answers are those of the plain loop."""
     _, ours = hf_llama
     rng = np.random.default_rng(5)
-    requests = [Request(f"q{i}", rng.integers(1, 97, int(rng.integers(3, 20))).tolist(),
-                        params=SamplingParams(max_tokens=int(rng.integers(3, 12)))) for i in range(9)]
+    prompts = [rng.integers(1, 97, int(rng.integers(3, 20))).tolist() for _ in range(9)]
+    stop = Engine(ours, block_size=4).generate([Request("p", prompts[0], params=SamplingParams(max_tokens=6))])
+    requests = [Request(f"q{i}", p, params=SamplingParams(max_tokens=int(rng.integers(3, 12)),   # some stop early:
+                                                          stop_token_ids=(stop[0].token_ids[2],)))   # their slot is
+                for i, p in enumerate(prompts)]                                       # refilled from the queue
     want = Engine(ours, block_size=4, max_seqs=3, lookahead=False).generate(requests)
     engine = Engine(ours, block_size=4, max_seqs=3, lookahead=True)
     before_last = []
@@ -108,7 +111,7 @@ def test_lookahead_runs_while_a_stream_still_has_requests_waiting(hf_llama):
 
     got = engine.generate(stream())
     assert [(r.token_ids, r.finish_reason) for r in got] == [(r.token_ids, r.finish_reason) for r in want]
-    assert before_last[0] > 0
+    assert before_last[0] > 0 and any(r.finish_reason == "stop" for r in got)
 
 
 def test_repetition_penalty_matches_transformers(hf_llama):

@@ -8,6 +8,9 @@ requests' useful output tokens per second:
 - bench-like: prompts of 200-1000 tokens, answer budgets of 2 (option letter), 16 (a sentence) or 128
   (a report) tokens, as Heartcare-Bench mixes them. generate pads to the longest prompt and runs every
   row to the longest answer; the engine packs prompts and retires each request when it is done.
+Prefix cache (the same 1.1B model): 16 ECGs × 6 questions, each prompt a shared 64-token system prompt, the
+ECG's own 512 tokens (a HeartcareGPT prompt's image and signal tokens) and a 12-32-token question, answers
+of 8 tokens (closed QA); the engine with the prefix cache on against the same engine with it off.
 Each implementation runs the whole workload once to warm up, then `REPEATS` times (median wall time).
 
     python3 benchmarks/gpu_suite.py --only engine
@@ -21,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from heartfast.engine.engine import Engine, Request
+from heartfast.engine.engine import Engine, EngineStats, Request
 from heartfast.engine.sampling import SamplingParams
 from heartfast.model.llm import DecoderLM
 
@@ -117,6 +120,44 @@ def time_throughput(suite) -> None:
                     useful)
 
 
+def prefix_workload(vocab: int, rng: np.random.Generator, ecgs: int = 16, questions: int = 6,
+                    system: int = 64, ecg_tokens: int = 512) -> list[list[int]]:
+    """Prompts of `questions` questions on each of `ecgs` ECGs: system prompt, the ECG's tokens, a question."""
+    head = rng.integers(3, vocab, system).tolist()
+    prompts = []
+    for _ in range(ecgs):
+        ecg = rng.integers(3, vocab, ecg_tokens).tolist()
+        prompts += [head + ecg + rng.integers(3, vocab, int(rng.integers(12, 33))).tolist() for _ in range(questions)]
+    return prompts
+
+
+def _prefix_cache_ms(lm: DecoderLM, on: bool) -> tuple[float, EngineStats]:
+    """Median ms of the prefix workload. Each run gets fresh tokens (its own system prompt and ECGs): one
+    engine serves all runs, and a run must not find the previous run's prompts in its cache."""
+    rng = np.random.default_rng(2)                          # the same workloads with the cache on and off
+    engine = Engine(lm, block_size=16, max_seqs=BATCH, max_batched_tokens=16384, prefix_cache=on,
+                    gpu_memory_fraction=0.3)
+
+    def run() -> None:
+        prompts = prefix_workload(SHAPE["vocab_size"], rng)
+        _engine_tokens(engine, prompts, [8] * len(prompts))
+
+    return _wall_ms(run), engine.stats
+
+
+def time_prefix_cache(suite) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        _, lm = _save(SHAPE, torch.bfloat16, directory)
+        for on in (True, False):
+            ms, stats = _prefix_cache_ms(lm, on)
+            torch.cuda.empty_cache()
+            suite.record("prefix cache, 1.1B bf16, 96 questions on 16 ECGs (6 each), 8 new tokens",
+                         f"heartfast engine, prefix cache {'on' if on else 'off'}", ms,
+                         useful_output_tokens_per_s=round(96 * 8 / ms * 1e3, 1),
+                         cached_prompt_tokens_per_run=stats.cached_prompt_tokens // (REPEATS + 1),
+                         prompt_tokens_per_run=stats.prompt_tokens // (REPEATS + 1))
+
+
 def _record(suite, case: str, impl: str, ms: float, useful_tokens: int) -> None:
     suite.record(case, impl, ms, useful_output_tokens_per_s=round(useful_tokens / ms * 1e3, 1))
 
@@ -125,3 +166,4 @@ def run(suite) -> None:
     if not suite.quick:   # fp32 kernels compile slowly on the GPU host; parity is also tested on CPU
         check_parity(suite)
     time_throughput(suite)
+    time_prefix_cache(suite)

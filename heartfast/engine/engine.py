@@ -134,7 +134,7 @@ class Engine:
             self.stop_ids.add(int(tokenizer.eos_token_id))
         # encoder features by (kind, content key), reused by later questions on the same ECG; bounded, so a
         # run over many ECGs holds those of the last few groups only
-        self._features: LRUCache[tuple[str, str], torch.Tensor] = LRUCache(feature_cache_size or 8 * max_seqs)
+        self._features: LRUCache[tuple[str, str], torch.Tensor] = LRUCache(8 * max_seqs if feature_cache_size is None else feature_cache_size)
         self._ecgs_seen: set[str] = set()
         self.stats = EngineStats()
 
@@ -165,9 +165,9 @@ class Engine:
                 feats = self.model.signal_codes(stacked, rate)
             else:
                 feats = self.model.image_features(stacked.to(self.dtype))
-            for k, f in zip(keys, feats):
+            for k, f in zip(keys, feats):   # own copies: a kept row must not pin its whole batch's tensor
                 found[k] = f
-                self._features.put((kind, k), f)
+                self._features.put((kind, k), f.clone())
         return found
 
     def _prepare(self, requests: Seq[Request], first_key: int) -> list[tuple[Sequence, torch.Tensor | None]]:
