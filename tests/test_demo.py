@@ -26,3 +26,17 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert main(["demo", "--out", str(out), *TOY]) == 0          # resumes: nothing is trained or answered twice
     assert "all answers were already there" in capsys.readouterr().out
     assert (out / "answers.jsonl").read_text().splitlines() == answers
+
+
+@pytest.mark.slow
+def test_demo_runs_on_a_real_database(shared_data, tmp_path, capsys):
+    """`--data DIR`: the same pipeline on a WFDB folder (CinC 2021's 50 records: three sources, .mat signals),
+    its bench built from the database's held-out split."""
+    out = tmp_path / "demo"
+    source = shared_data / "cinc2021"
+    assert main(["demo", "--data", str(source), "--out", str(out), *TOY[4:]]) == 0
+    assert "closed-QA accuracy:" in capsys.readouterr().out
+    manifest = json.loads((out / "bench" / "manifest.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    assert manifest["source"] == str(source) and manifest["records"] > 0
+    assert results["missing"] == 0 and results["answered"] == manifest["items"]
