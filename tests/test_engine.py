@@ -114,6 +114,20 @@ def test_lookahead_runs_while_a_stream_still_has_requests_waiting(hf_llama):
     assert before_last[0] > 0 and any(r.finish_reason == "stop" for r in got)
 
 
+def test_penalised_greedy_decoding_stays_on_the_device(hf_llama):
+    """Greedy with a repetition penalty (the papers' evaluation) picks tokens on the device, so steps are
+    looked ahead, with the answers of the plain loop."""
+    _, ours = hf_llama
+    rng = np.random.default_rng(7)
+    requests = [Request(f"q{i}", rng.integers(1, 97, int(rng.integers(3, 25))).tolist(),
+                        params=SamplingParams(max_tokens=int(rng.integers(4, 16)), repetition_penalty=1.1))
+                for i in range(6)]
+    want = Engine(ours, block_size=4, lookahead=False).generate(requests)
+    engine = Engine(ours, block_size=4, lookahead=True)
+    assert [r.token_ids for r in engine.generate(requests)] == [r.token_ids for r in want]
+    assert engine.stats.lookahead_steps > 0 and not engine.sampler.seen._rows   # every row handed back
+
+
 def test_repetition_penalty_matches_transformers(hf_llama):
     hf, ours = hf_llama
     prompt = list(range(5, 17))

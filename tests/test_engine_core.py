@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from heartfast.engine.blocks import BlockManager, OutOfBlocks, block_hashes
-from heartfast.engine.sampling import Sampler, SamplingParams, apply_repetition_penalty, filter_top_k_top_p
+from heartfast.engine.sampling import Sampler, SamplingParams, SeenTokens, filter_top_k_top_p
 from heartfast.engine.scheduler import Scheduler, Sequence
 
 
@@ -90,14 +90,37 @@ def test_request_larger_than_cache_is_refused():
         sched.add(seq(0, range(10)))
 
 
-def test_repetition_penalty_matches_transformers():
+def test_repetition_penalty_matches_transformers_as_histories_grow_and_rows_are_reused():
+    """SeenTokens against transformers' processor over the whole history: rows filled from the histories on
+    first use, each step's tokens marked on the device, an unpenalised request left alone, and a released
+    row taken by a new request without its predecessor's tokens."""
     from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
 
-    logits = torch.randn(2, 11)
-    hist = [[1, 3, 3], [0, 10]]
-    ours = apply_repetition_penalty(logits, hist, [1.3, 1.3])
-    ref = RepetitionPenaltyLogitsProcessor(1.3)(torch.tensor([[1, 3, 3], [0, 10, 10]]), logits.clone())
-    torch.testing.assert_close(ours, ref)
+    def reference(logits, histories, penalties):
+        rows = [RepetitionPenaltyLogitsProcessor(p)(torch.tensor([h]), logits[i:i + 1].clone()) if p != 1.0
+                else logits[i:i + 1] for i, (h, p) in enumerate(zip(histories, penalties))]
+        return torch.cat(rows)
+
+    gen = torch.Generator().manual_seed(0)
+    seen = SeenTokens()
+    histories = {0: [1, 3, 3], 1: [0, 10], 2: [4, 5]}
+    penalties = {0: 1.3, 1: 1.1, 2: 1.0}
+    for step in range(4):
+        if step == 2:                                  # request 0 ends; request 7 takes its row
+            freed = seen._rows[0]
+            seen.release(0)
+            del histories[0]
+            histories[7], penalties[7] = [2], 1.2
+        keys = list(histories)
+        logits = torch.randn(len(keys), 11, generator=gen)
+        ours, marks = seen.penalize(logits, keys, [histories[k] for k in keys], [penalties[k] for k in keys])
+        torch.testing.assert_close(ours, reference(logits, [histories[k] for k in keys], [penalties[k] for k in keys]),
+                                   rtol=0, atol=0)
+        tokens = torch.randint(0, 11, (len(keys),), generator=gen)
+        seen.mark(marks, tokens)
+        for k, t in zip(keys, tokens.tolist()):
+            histories[k].append(t)
+    assert seen._rows[7] == freed and sorted(seen._rows) == [1, 7]    # key 2 (no penalty) never took a row
 
 
 def test_top_k_top_p_match_transformers():
@@ -115,11 +138,11 @@ def test_sampler_greedy_and_seeded():
     logits = torch.randn(2, 30)
     sampler = Sampler()
     greedy = [SamplingParams(), SamplingParams()]
-    assert sampler(logits, greedy, [[], []], [0, 1]) == logits.argmax(-1).tolist()
+    assert sampler(logits, greedy, [0, 1]) == logits.argmax(-1).tolist()
     hot = [SamplingParams(temperature=1.0, seed=3)] * 2
-    first = Sampler()(logits, hot, [[], []], [0, 1])
-    assert first == Sampler()(logits, hot, [[], []], [0, 1])
-    draws = {tuple(Sampler()(logits[:1], [SamplingParams(temperature=5.0, seed=s)], [[]], [0])) for s in range(20)}
+    first = Sampler()(logits, hot, [0, 1])
+    assert first == Sampler()(logits, hot, [0, 1])
+    draws = {tuple(Sampler()(logits[:1], [SamplingParams(temperature=5.0, seed=s)], [0])) for s in range(20)}
     assert len(draws) > 1
 
 

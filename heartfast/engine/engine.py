@@ -10,7 +10,8 @@ so requests that share an ECG and prompt prefix share its KV blocks. Each finish
 `on_result` at once (answers written as they come: an interrupted run loses only those in flight).
 
 Each step is launched, then landed: its tokens are read (the one device sync of a step), appended, and
-finished requests retired. Greedy steps pick their tokens on the device, so in steady decoding the next step
+finished requests retired. Greedy steps pick their tokens on the device (with the repetition penalty too: the
+papers' evaluation setting, applied by `SeenTokens` on the device), so in steady decoding the next step
 is launched from them before the host reads them (`lookahead`, on by default on CUDA): the host's
 bookkeeping for step t runs while the GPU computes step t+1.
 """
@@ -31,7 +32,7 @@ from heartfast.engine.blocks import BlockManager
 from heartfast.engine.cuda_graphs import DecodeGraphs
 from heartfast.engine.lru import LRUCache
 from heartfast.engine.runner import KVCache, PagedKV, build_step
-from heartfast.engine.sampling import Sampler, SamplingParams
+from heartfast.engine.sampling import Marks, Sampler, SamplingParams
 from heartfast.engine.scheduler import Chunk, Scheduler, Sequence
 from heartfast.model.heartcare import HeartcareGPT, MultimodalBatch, build_input_ids
 from heartfast.model.llm import DecoderLM
@@ -69,6 +70,7 @@ class _Launched:
     seqs: list[Sequence]
     tokens: torch.Tensor | None = None
     logits: torch.Tensor | None = None
+    marks: Marks | None = None          # where the host-sampled tokens go in the repetition-penalty state
 
 
 @dataclass
@@ -319,9 +321,14 @@ class Engine:
         if len(rows) != len(chunks):
             logits = logits[rows]
         self.stats.steps += 1
-        if seqs and all(s.params.temperature == 0 and s.params.repetition_penalty == 1.0 for s in seqs):
-            return _Launched(chunks, seqs, tokens=logits.argmax(dim=-1))
-        return _Launched(chunks, seqs, logits=logits)
+        logits, marks = self.sampler.seen.penalize(logits, [s.key for s in seqs], [s.token_ids for s in seqs],
+                                                   [s.params.repetition_penalty for s in seqs])
+        if seqs and all(s.params.temperature == 0 for s in seqs):
+            tokens = logits.argmax(dim=-1)
+            if marks is not None:
+                self.sampler.seen.mark(marks, tokens)
+            return _Launched(chunks, seqs, tokens=tokens)
+        return _Launched(chunks, seqs, logits=logits, marks=marks)
 
     def _look_ahead(self, step: "_Launched", scheduler: Scheduler) -> "_Launched | None":
         """Launch the next decode step before reading `step`'s tokens, its inputs taken from the device.
@@ -361,8 +368,9 @@ class Engine:
         if step.tokens is not None:
             tokens = step.tokens.tolist()
         elif seqs:
-            tokens = self.sampler(step.logits, [s.params for s in seqs], [s.token_ids for s in seqs],
-                                  [s.key for s in seqs])
+            tokens = self.sampler(step.logits, [s.params for s in seqs], [s.key for s in seqs])
+            if step.marks is not None:
+                self.sampler.seen.mark(step.marks, torch.tensor(tokens, device=step.logits.device))
         else:
             return
         for seq, token in zip(seqs, tokens):

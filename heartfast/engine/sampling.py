@@ -1,7 +1,8 @@
 """Turning a batch of next-token logits into tokens, one set of sampling parameters per request.
 
 Order follows transformers' logits processors so greedy and seeded sampling match `generate`:
-repetition penalty over the request's tokens so far, then temperature, top-k, top-p.
+repetition penalty over the request's tokens so far (`SeenTokens`, on the device), then temperature,
+top-k, top-p.
 """
 from __future__ import annotations
 
@@ -28,18 +29,75 @@ class SamplingParams:
             raise ValueError(f"invalid sampling parameters: {self}")
 
 
-def apply_repetition_penalty(logits: torch.Tensor, histories: list[list[int]],
-                             penalties: list[float]) -> torch.Tensor:
-    """Divide positive logits (multiply negative ones) of tokens already in each history."""
-    rows = [i for i, p in enumerate(penalties) if p != 1.0 and histories[i]]
-    if not rows:
-        return logits
-    logits = logits.clone()
-    for i in rows:
-        ids = torch.tensor(sorted(set(histories[i])), device=logits.device)
-        picked = logits[i, ids]
-        logits[i, ids] = torch.where(picked > 0, picked / penalties[i], picked * penalties[i])
-    return logits
+class SeenTokens:
+    """Per request, which token ids its prompt and answer hold so far: one row of a [rows, vocab] bool tensor
+    on the logits' device. The repetition penalty (the papers' evaluation decodes greedily with 1.1) is then
+    one masked op over the batch, and each step's tokens are marked on the device: a penalised greedy step
+    needs no per-request loop and no host round trip, so it keeps the engine's device path (lookahead).
+    A row is filled from the request's history when it is first penalised and lives until `release`."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, int] = {}
+        self._free: list[int] = []
+        self._mask: torch.Tensor | None = None
+
+    def penalize(self, logits: torch.Tensor, keys: list[int], histories: list[list[int]],
+                 penalties: list[float]) -> tuple[torch.Tensor, "Marks | None"]:
+        """Divide positive logits (multiply negative ones) of tokens each request has seen, as transformers'
+        RepetitionPenaltyLogitsProcessor does; also returns where to `mark` this step's tokens."""
+        chosen = [i for i, p in enumerate(penalties) if p != 1.0]
+        if not chosen:
+            return logits, None
+        self._admit([keys[i] for i in chosen], [histories[i] for i in chosen], logits)
+        device = logits.device
+        rows = torch.tensor([self._rows[keys[i]] for i in chosen], device=device)
+        where = None if len(chosen) == len(keys) else torch.tensor(chosen, device=device)
+        part = logits if where is None else logits.index_select(0, where)
+        penalty = torch.tensor([penalties[i] for i in chosen], device=device, dtype=logits.dtype)[:, None]
+        part = torch.where(self._mask.index_select(0, rows), torch.where(part > 0, part / penalty, part * penalty),
+                           part)
+        return (part if where is None else logits.index_copy(0, where, part)), Marks(rows, where)
+
+    def mark(self, marks: "Marks", tokens: torch.Tensor) -> None:
+        """Record each penalised request's new token (tokens [batch], on the device)."""
+        picked = tokens if marks.where is None else tokens.index_select(0, marks.where)
+        self._mask[marks.rows, picked] = True
+
+    def release(self, key: int) -> None:
+        row = self._rows.pop(key, None)
+        if row is not None:
+            self._free.append(row)
+
+    def _admit(self, keys: list[int], histories: list[list[int]], like: torch.Tensor) -> None:
+        """Rows for the requests seen for the first time, filled from their histories in one write."""
+        new = [(k, h) for k, h in zip(keys, histories) if k not in self._rows]
+        if not new:
+            return
+        need = len(new) - len(self._free)
+        if need > 0:                                               # grow by doubling
+            have = 0 if self._mask is None else self._mask.shape[0]
+            size = max(2 * have, have + need, 8)
+            grown = torch.zeros(size, like.shape[-1], dtype=torch.bool, device=like.device)
+            if have:
+                grown[:have] = self._mask
+            self._mask = grown
+            self._free += range(size - 1, have - 1, -1)
+        rows = [self._free.pop() for _ in new]
+        self._rows.update((k, r) for (k, _), r in zip(new, rows))
+        ids = [[t for t in h if t >= 0] for _, h in new]          # a looked-ahead token is not known yet
+        index = torch.tensor(rows, device=like.device)
+        self._mask.index_fill_(0, index, False)                    # a reused row forgets its last request
+        flat_rows = torch.tensor([r for r, h in zip(rows, ids) for _ in h], dtype=torch.long, device=like.device)
+        flat_ids = torch.tensor([t for h in ids for t in h], dtype=torch.long, device=like.device)
+        self._mask[flat_rows, flat_ids] = True
+
+
+@dataclass
+class Marks:
+    """Where one step's tokens go in SeenTokens: the requests' rows, and their places in the batch (None: all)."""
+
+    rows: torch.Tensor
+    where: torch.Tensor | None
 
 
 def filter_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
@@ -55,14 +113,15 @@ def filter_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.T
 
 
 class Sampler:
-    """Batched sampling with per-request parameters and per-request seeded generators."""
+    """Batched sampling with per-request parameters and per-request seeded generators; the repetition
+    penalty (`seen`) is applied to the logits before, on the device."""
 
     def __init__(self) -> None:
         self._generators: dict[int, torch.Generator] = {}
+        self.seen = SeenTokens()
 
-    def __call__(self, logits: torch.Tensor, params: list[SamplingParams], histories: list[list[int]],
-                 request_keys: list[int]) -> list[int]:
-        logits = apply_repetition_penalty(logits.float(), histories, [p.repetition_penalty for p in params])
+    def __call__(self, logits: torch.Tensor, params: list[SamplingParams], request_keys: list[int]) -> list[int]:
+        logits = logits.float()
         greedy = [p.temperature == 0 for p in params]
         tokens = logits.argmax(dim=-1)
         if all(greedy):
@@ -86,3 +145,4 @@ class Sampler:
 
     def release(self, key: int) -> None:
         self._generators.pop(key, None)
+        self.seen.release(key)
