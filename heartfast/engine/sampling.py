@@ -29,6 +29,13 @@ class SamplingParams:
             raise ValueError(f"invalid sampling parameters: {self}")
 
 
+def on_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small host list as a tensor on `device`. On CUDA through pinned memory without blocking: a step's
+    kernels are queued by then, and a blocking copy would wait for all of them (no lookahead overlap)."""
+    tensor = torch.tensor(values, dtype=dtype)
+    return tensor.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else tensor
+
+
 class SeenTokens:
     """Per request, which token ids its prompt and answer hold so far: one row of a [rows, vocab] bool tensor
     on the logits' device. The repetition penalty (the papers' evaluation decodes greedily with 1.1) is then
@@ -50,10 +57,10 @@ class SeenTokens:
             return logits, None
         self._admit([keys[i] for i in chosen], [histories[i] for i in chosen], logits)
         device = logits.device
-        rows = torch.tensor([self._rows[keys[i]] for i in chosen], device=device)
-        where = None if len(chosen) == len(keys) else torch.tensor(chosen, device=device)
+        rows = on_device([self._rows[keys[i]] for i in chosen], torch.long, device)
+        where = None if len(chosen) == len(keys) else on_device(chosen, torch.long, device)
         part = logits if where is None else logits.index_select(0, where)
-        penalty = torch.tensor([penalties[i] for i in chosen], device=device, dtype=logits.dtype)[:, None]
+        penalty = on_device([penalties[i] for i in chosen], logits.dtype, device)[:, None]
         part = torch.where(self._mask.index_select(0, rows), torch.where(part > 0, part / penalty, part * penalty),
                            part)
         return (part if where is None else logits.index_copy(0, where, part)), Marks(rows, where)
@@ -85,11 +92,9 @@ class SeenTokens:
         rows = [self._free.pop() for _ in new]
         self._rows.update((k, r) for (k, _), r in zip(new, rows))
         ids = [[t for t in h if t >= 0] for _, h in new]          # a looked-ahead token is not known yet
-        index = torch.tensor(rows, device=like.device)
-        self._mask.index_fill_(0, index, False)                    # a reused row forgets its last request
-        flat_rows = torch.tensor([r for r, h in zip(rows, ids) for _ in h], dtype=torch.long, device=like.device)
-        flat_ids = torch.tensor([t for h in ids for t in h], dtype=torch.long, device=like.device)
-        self._mask[flat_rows, flat_ids] = True
+        self._mask.index_fill_(0, on_device(rows, torch.long, like.device), False)   # a reused row forgets
+        flat_rows = on_device([r for r, h in zip(rows, ids) for _ in h], torch.long, like.device)
+        self._mask[flat_rows, on_device([t for h in ids for t in h], torch.long, like.device)] = True
 
 
 @dataclass
