@@ -1,7 +1,7 @@
 """The batch inference engine on the GPU: parity with transformers `generate`, then throughput side by side.
 
-Parity (fp32, the tiny preset's decoder shapes): greedy tokens of the engine (CUDA graphs on and off)
-equal `generate`'s on the same weights for prompts of different lengths.
+Parity (fp32, the tiny preset's decoder shapes): greedy tokens of the engine (CUDA graphs on and off, and
+with a repetition penalty of 1.1) equal `generate`'s on the same weights for prompts of different lengths.
 Throughput (bf16, a 1.1B Llama with TinyLlama's shapes and random weights, batch 64, greedy), the
 requests' useful output tokens per second:
 - uniform: 64 prompts of 512 tokens, 128 new tokens each (generate's best case: nothing to pad or retire);
@@ -91,13 +91,13 @@ def check_parity(suite) -> None:
     with tempfile.TemporaryDirectory() as directory:
         hf, lm = _save(shape, torch.float32, directory)
         prompts = [rng.integers(3, c.vocab_size, int(n)).tolist() for n in (5, 77, 130, 300, 1, 64, 17, 250)]
-        want = [_generate(hf, [p], 24)[0] for p in prompts]
-        for graphs in (True, False):
+        for penalty, graphs in ((1.0, True), (1.0, False), (1.1, True)):   # 1.1: the penalty on the device
+            want = [_generate(hf, [p], 24, penalty)[0] for p in prompts]
             engine = Engine(lm, block_size=16, max_seqs=8, cuda_graphs=graphs, gpu_memory_fraction=0.05)
-            got = _engine_tokens(engine, prompts, [24] * len(prompts))
+            got = _engine_tokens(engine, prompts, [24] * len(prompts), penalty)
             same = sum(g == w for g, w in zip(got, want))
-            suite.expect(f"engine greedy == generate, fp32 tiny decoder, cuda graphs {'on' if graphs else 'off'}",
-                         same == len(prompts), f"{same}/{len(prompts)} identical")
+            suite.expect(f"engine greedy == generate, fp32 tiny decoder, cuda graphs {'on' if graphs else 'off'}, "
+                         f"repetition penalty {penalty}", same == len(prompts), f"{same}/{len(prompts)} identical")
 
 
 def time_throughput(suite) -> None:
