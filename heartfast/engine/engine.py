@@ -136,7 +136,8 @@ class Engine:
             self.stop_ids.add(int(tokenizer.eos_token_id))
         # encoder features by (kind, content key), reused by later questions on the same ECG; bounded, so a
         # run over many ECGs holds those of the last few groups only
-        self._features: LRUCache[tuple[str, str], torch.Tensor] = LRUCache(8 * max_seqs if feature_cache_size is None else feature_cache_size)
+        self._features: LRUCache[tuple[str, str], torch.Tensor] = LRUCache(
+            8 * max_seqs if feature_cache_size is None else feature_cache_size)
         self._ecgs_seen: set[str] = set()
         self.stats = EngineStats()
 
