@@ -68,8 +68,9 @@ def test_cache_memory_is_zeroed_before_first_read(hf_llama):
 
 def test_lookahead_gives_the_same_answers_with_stops_and_mixed_lengths(hf_llama):
     """Decode step t+1 launched before step t's tokens are read: requests that stop on a token (their
-    looked-ahead token is discarded), reach max_tokens at different steps, or sample on the host (penalty)
-    end exactly as without lookahead."""
+    looked-ahead token is discarded), reach max_tokens at different steps, decode greedily with a
+    repetition penalty (on the device) or sample on the host with one (seeded) end exactly as without
+    lookahead."""
     _, ours = hf_llama
     rng = np.random.default_rng(3)
     prompts = [rng.integers(1, 97, int(n)).tolist() for n in rng.integers(3, 30, 10)]
@@ -80,6 +81,8 @@ def test_lookahead_gives_the_same_answers_with_stops_and_mixed_lengths(hf_llama)
                                                           stop_token_ids=(stop,) if i % 2 == 0 else ()))
                 for i, p in enumerate(prompts)]
     requests.append(Request("penalty", prompts[1], params=SamplingParams(max_tokens=12, repetition_penalty=1.3)))
+    requests.append(Request("sampled", prompts[2], params=SamplingParams(max_tokens=8, repetition_penalty=1.3,
+                                                                         temperature=0.8, seed=1)))
     want = Engine(ours, block_size=4, lookahead=False).generate(requests)
     engine = Engine(ours, block_size=4, lookahead=True)
     got = engine.generate(requests)
@@ -126,6 +129,25 @@ def test_penalised_greedy_decoding_stays_on_the_device(hf_llama):
     engine = Engine(ours, block_size=4, lookahead=True)
     assert [r.token_ids for r in engine.generate(requests)] == [r.token_ids for r in want]
     assert engine.stats.lookahead_steps > 0 and not engine.sampler.seen._rows   # every row handed back
+
+
+def test_seeded_sampling_with_a_penalty_follows_a_plain_loop(hf_llama):
+    """Host sampling marks each drawn token for the repetition penalty: a seeded request equals a loop of
+    transformers' forward, its penalty processor over prompt + answer, temperature, softmax and the same
+    generator's multinomial draws."""
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    hf, ours = hf_llama
+    prompt, n = [5, 9, 11, 9, 5, 30, 2], 16
+    params = SamplingParams(max_tokens=n, temperature=0.05, repetition_penalty=10.0, seed=4)
+    got = Engine(ours, block_size=4).generate([Request("s", prompt, params=params)])[0].token_ids
+    ids, gen = list(prompt), torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for _ in range(n):
+            logits = hf(torch.tensor([ids])).logits[:, -1].float()
+            logits = RepetitionPenaltyLogitsProcessor(10.0)(torch.tensor([ids]), logits)
+            ids.append(int(torch.multinomial((logits / 0.05).softmax(-1)[0], 1, generator=gen)))
+    assert got == ids[len(prompt):]
 
 
 def test_repetition_penalty_matches_transformers(hf_llama):

@@ -61,8 +61,10 @@ class SeenTokens:
         where = None if len(chosen) == len(keys) else on_device(chosen, torch.long, device)
         part = logits if where is None else logits.index_select(0, where)
         penalty = on_device([penalties[i] for i in chosen], logits.dtype, device)[:, None]
-        part = torch.where(self._mask.index_select(0, rows), torch.where(part > 0, part / penalty, part * penalty),
-                           part)
+        # transformers divides by a Python float, which CUDA computes as a product with its float reciprocal
+        # (one bit from true division): do the same there, so greedy ties break alike
+        down = part * penalty.reciprocal() if part.is_cuda else part / penalty
+        part = torch.where(self._mask.index_select(0, rows), torch.where(part > 0, down, part * penalty), part)
         return (part if where is None else logits.index_copy(0, where, part)), Marks(rows, where)
 
     def mark(self, marks: "Marks", tokens: torch.Tensor) -> None:
@@ -91,7 +93,8 @@ class SeenTokens:
             self._free += range(size - 1, have - 1, -1)
         rows = [self._free.pop() for _ in new]
         self._rows.update((k, r) for (k, _), r in zip(new, rows))
-        ids = [[t for t in h if t >= 0] for _, h in new]          # a looked-ahead token is not known yet
+        vocab = like.shape[-1]   # a looked-ahead token (-1) is not known yet; ids past the logits have none
+        ids = [[t for t in h if 0 <= t < vocab] for _, h in new]
         self._mask.index_fill_(0, on_device(rows, torch.long, like.device), False)   # a reused row forgets
         flat_rows = on_device([r for r, h in zip(rows, ids) for _ in h], torch.long, like.device)
         self._mask[flat_rows, on_device([t for h in ids for t in h], torch.long, like.device)] = True
