@@ -91,6 +91,18 @@ def test_lookahead_gives_the_same_answers_with_stops_and_mixed_lengths(hf_llama)
     assert engine.stats.lookahead_steps > 0
 
 
+def test_a_stream_consumed_through_on_result_keeps_nothing_for_a_return_list(hf_llama):
+    """collect=False (what answer_items uses): every answer reaches on_result, the same as a collected run,
+    none is kept, and the engine's counters still count them."""
+    _, ours = hf_llama
+    requests = [Request(str(i), [7 + i, 3, 9], params=SamplingParams(max_tokens=3 + i % 4)) for i in range(7)]
+    want = {r.id: r.token_ids for r in Engine(ours, block_size=4, max_seqs=3).generate(requests)}
+    engine, got = Engine(ours, block_size=4, max_seqs=3), {}
+    assert engine.generate(iter(requests), on_result=lambda r: got.update({r.id: r.token_ids}), collect=False) == []
+    assert got == want and engine.stats.requests == 7
+    assert engine.stats.output_tokens == sum(len(t) for t in want.values())
+
+
 def test_lookahead_runs_while_a_stream_still_has_requests_waiting(hf_llama):
     """A streamed bench keeps requests waiting all run long; with every slot taken none could be admitted
     anyway, so decode steps are looked ahead then too (not only once the stream is drained), and the

@@ -142,7 +142,7 @@ def answer_items(engine: Engine, items: list[Item], source: str | Path, out: str
             report.answered += 1
             bar.update(1)
 
-        engine.generate(requests(), on_result=write)
+        engine.generate(requests(), on_result=write, collect=False)   # answers go to the file, not memory
     bar.close()
     report.bad_records = dict(store.bad)
     return report

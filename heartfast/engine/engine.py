@@ -82,6 +82,7 @@ class _Run:
     results: dict[str, "Result"]
     bar: tqdm
     on_result: Callable[["Result"], None] | None = None
+    collect: bool = True          # keep every Result for the returned list
 
 
 @dataclass
@@ -263,16 +264,17 @@ class Engine:
     # ---- the loop ------------------------------------------------------------------------------
     @torch.inference_mode()
     def generate(self, requests: Iterable[Request], progress: bool = False,
-                 on_result: Callable[[Result], None] | None = None) -> list[Result]:
+                 on_result: Callable[[Result], None] | None = None, collect: bool = True) -> list[Result]:
         """Answers in the order of `requests` (a list or any iterable, read as room frees up); `on_result`
-        gets each one as soon as it is finished."""
+        gets each one as soon as it is finished. With `collect=False` nothing is kept for a returned list
+        (it is empty): a stream of any length, consumed through `on_result`, runs in bounded memory."""
         start = time.perf_counter()
         scheduler = Scheduler(self.blocks, self.max_batched_tokens, self.max_seqs)
         hits_before = self.blocks.hits
         total = len(requests) if isinstance(requests, Seq) else None
         run = _Run(scheduler, {}, {}, tqdm(total=total, disable=not progress, desc="infer", dynamic_ncols=True),
-                   on_result)
-        pending, order = iter(requests), []
+                   on_result, collect)
+        pending, order, pulled = iter(requests), [], 0
         group = max(self.max_seqs, 1)
         exhausted = False
         inflight: _Launched | None = None
@@ -280,12 +282,14 @@ class Engine:
             while not exhausted or scheduler.has_work:
                 if not exhausted and len(scheduler.waiting) < group:
                     chunk = list(itertools.islice(pending, group))
-                    exhausted = len(chunk) < group or len(order) + len(chunk) == total
-                    for seq, emb in self._prepare(chunk, len(order)) if chunk else []:
+                    exhausted = len(chunk) < group or pulled + len(chunk) == total
+                    for seq, emb in self._prepare(chunk, pulled) if chunk else []:
                         scheduler.add(seq)
                         if emb is not None:
                             run.prompt_embeds[seq.key] = emb
-                    order += [r.id for r in chunk]
+                    pulled += len(chunk)
+                    if collect:
+                        order += [r.id for r in chunk]
                     continue
                 if inflight is not None:
                     ahead = self._look_ahead(inflight, scheduler)
@@ -303,15 +307,11 @@ class Engine:
             for seq in scheduler.abort():
                 self.sampler.release(seq.key)
             run.bar.close()
-        results = [run.results[i] for i in order]
-        self.stats.requests += len(results)
         self.stats.ecgs = len(self._ecgs_seen)
-        self.stats.prompt_tokens += sum(res.prompt_tokens for res in results)
         self.stats.cached_prompt_tokens += self.blocks.hits - hits_before
-        self.stats.output_tokens += sum(len(res.token_ids) for res in results)
         self.stats.preemptions += scheduler.preemptions
         self.stats.seconds += time.perf_counter() - start
-        return results
+        return [run.results[i] for i in order]
 
     def _launch(self, chunks: list[Chunk], prompt_embeds: dict[int, torch.Tensor],
                 ids: torch.Tensor | None = None) -> "_Launched":
@@ -386,7 +386,12 @@ class Engine:
                 run.scheduler.finish(seq, reason)
                 self.sampler.release(seq.key)
                 run.prompt_embeds.pop(seq.key, None)
-                result = run.results[seq.request_id] = self._result(seq)
+                result = self._result(seq)
+                self.stats.requests += 1
+                self.stats.prompt_tokens += result.prompt_tokens
+                self.stats.output_tokens += len(result.token_ids)
+                if run.collect:
+                    run.results[seq.request_id] = result
                 run.bar.update(1)
                 if run.on_result is not None:
                     run.on_result(result)
