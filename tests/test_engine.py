@@ -213,6 +213,23 @@ def test_multimodal_greedy_matches_naive_loop_and_shares_ecg_prefix(tiny_heartca
     assert engine.stats.cached_prompt_tokens > 0 and engine.stats.ecgs == 2
 
 
+def test_rendered_uint8_pictures_are_encoded_as_in_training(tiny_heartcare):
+    """The renderer writes uint8 pictures and training encodes them as they are (the tower scales 0-255);
+    the engine must not turn them into 0-255 floats first: same features, and the same answer as the
+    picture given in [0, 1]."""
+    model, tokenizer = tiny_heartcare
+    size = model.vision.config.image_size
+    picture = (torch.rand(3, size, size, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8)
+    features = Engine(model, tokenizer)._encode_new("image", {"ecg": picture}, {})["ecg"]
+    torch.testing.assert_close(features, model.image_features(picture[None])[0], rtol=0, atol=0)
+
+    def answer(image):
+        request = Request("r", "<image> What is the rhythm?", images=[image], params=SamplingParams(max_tokens=12))
+        return Engine(model, tokenizer).generate([request])[0].token_ids
+
+    assert answer(picture) == answer(picture.float() / 255)
+
+
 def test_bad_requests_are_named(hf_llama):
     _, ours = hf_llama
     engine = Engine(ours, block_size=4)

@@ -160,13 +160,16 @@ class Engine:
             if cached is not None:
                 found[key] = cached
             else:
-                groups.setdefault((tuple(np.shape(item)), fs.get(key, 0.0)), []).append(key)
-        for (_, rate), keys in groups.items():
-            stacked = torch.stack([torch.as_tensor(items[k], dtype=torch.float32) for k in keys]).to(self.device)
+                shape_rate_dtype = (tuple(np.shape(item)), fs.get(key, 0.0), str(getattr(item, "dtype", "")))
+                groups.setdefault(shape_rate_dtype, []).append(key)
+        for (_, rate, _), keys in groups.items():
+            stacked = torch.stack([torch.as_tensor(items[k]) for k in keys]).to(self.device)
             if kind == "signal":
-                feats = self.model.signal_features(stacked, rate)
+                feats = self.model.signal_features(stacked.float(), rate)
             elif kind == "codes":
-                feats = self.model.signal_codes(stacked, rate)
+                feats = self.model.signal_codes(stacked.float(), rate)
+            elif stacked.dtype == torch.uint8:   # rendered pictures: the tower scales 0-255 itself, as in training
+                feats = self.model.image_features(stacked)
             else:
                 feats = self.model.image_features(stacked.to(self.dtype))
             for k, f in zip(keys, feats):   # own copies: a kept row must not pin its whole batch's tensor
