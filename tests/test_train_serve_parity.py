@@ -1,0 +1,43 @@
+"""What serving shows the model is what training showed it: for the same bench items, the engine's prompt
+(records from the record store, pictures from the item server, its own encoder calls and projection)
+equals the trainer's (FeatureCache, item_sample, the model's embed) token for token and embedding for
+embedding, for signal, image and two-record questions, with the signal encoder frozen or trained."""
+import pytest
+import torch
+
+from heartfast.engine.batch import ItemServer, RecordStore
+from heartfast.engine.engine import Engine
+from heartfast.engine.sampling import SamplingParams
+from heartfast.evaluate.bench import bench_items
+from heartfast.io.sources import list_records
+from heartfast.model.presets import build_model
+from heartfast.train.packing import pack
+from heartfast.train.samples import FeatureCache, item_sample
+
+SOURCE = "synthetic:3:7"
+
+
+@pytest.mark.parametrize("trained_encoder", [False, True], ids=["frozen-encoder", "trained-encoder"])
+def test_the_engine_builds_the_prompt_training_built(trained_encoder):
+    torch.manual_seed(0)
+    model, tokenizer = build_model("tiny")
+    model.train_signal_encoder(trained_encoder)
+    model.eval()
+    records = [ref.load() for ref in list_records(SOURCE)]
+    pairs = bench_items(records, measurements=None)
+    picked = {}
+    for subset, item in pairs:   # one item per subset and input layout
+        picked.setdefault((subset, tuple(item.inputs)), item)
+    assert {subset for subset, _ in picked} == {"Bench-S", "Bench-I", "Bench-C", "Grounding"}
+    cache = FeatureCache(model, images=True)
+    cache.add(records)
+    engine = Engine(model, tokenizer)
+    server, store = ItemServer(engine, images=True, params=SamplingParams()), RecordStore(SOURCE)
+    for item in picked.values():
+        sample = item_sample(item, model, tokenizer, cache, with_answer=False)
+        with torch.no_grad():
+            trained_on = model.embed(pack([sample]))[0]
+        request = server.request(item, {rid: store.get(rid) for rid in item.record_ids})
+        seq, served = engine._prepare([request], 0)[0]
+        assert seq.prompt_ids == sample.input_ids, item.id
+        torch.testing.assert_close(served, trained_on, rtol=1e-5, atol=1e-5, msg=item.id)
