@@ -1,7 +1,8 @@
 """What serving shows the model is what training showed it: for the same bench items, the engine's prompt
 (records from the record store, pictures from the item server, its own encoder calls and projection)
 equals the trainer's (FeatureCache, item_sample, the model's embed) token for token and embedding for
-embedding, for signal, image and two-record questions, with the signal encoder frozen or trained."""
+embedding, for signal, image and two-record questions, with the signal encoder frozen or trained, for
+Heartcare's layout (Beat, pooled SigLIP) and GEM's (time-series encoder, CLIP patches)."""
 import pytest
 import torch
 
@@ -17,10 +18,11 @@ from heartfast.train.samples import FeatureCache, item_sample
 SOURCE = "synthetic:3:7"
 
 
-@pytest.mark.parametrize("trained_encoder", [False, True], ids=["frozen-encoder", "trained-encoder"])
-def test_the_engine_builds_the_prompt_training_built(trained_encoder):
+@pytest.mark.parametrize("preset, trained_encoder", [("tiny", False), ("tiny", True), ("tiny-gem", False)],
+                         ids=["beat-frozen", "beat-trained", "gem"])
+def test_the_engine_builds_the_prompt_training_built(preset, trained_encoder):
     torch.manual_seed(0)
-    model, tokenizer = build_model("tiny")
+    model, tokenizer = build_model(preset)
     model.train_signal_encoder(trained_encoder)
     model.eval()
     records = [ref.load() for ref in list_records(SOURCE)]
