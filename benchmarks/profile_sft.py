@@ -53,7 +53,7 @@ def profile(name: str, step, rows: int) -> None:
     print(f"==== {name}: {wall_ms:.1f} ms a step unprofiled; kernels {busy_us / 1000 / STEPS:.1f} ms a step "
           f"(GPU busy {busy_us / 10 / STEPS / wall_ms:.0f}%), {launches // STEPS} launches and "
           f"{syncs // STEPS} host syncs a step")
-    print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=rows, max_name_column_width=70))
+    print(events.table(sort_by="self_cuda_time_total", row_limit=rows, max_name_column_width=70))
 
 
 def main() -> None:

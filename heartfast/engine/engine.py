@@ -32,7 +32,7 @@ from heartfast.engine.blocks import BlockManager
 from heartfast.engine.cuda_graphs import DecodeGraphs
 from heartfast.engine.lru import LRUCache
 from heartfast.engine.runner import KVCache, PagedKV, build_step
-from heartfast.engine.sampling import Marks, Sampler, SamplingParams
+from heartfast.engine.sampling import Marks, Sampler, SamplingParams, on_device
 from heartfast.engine.scheduler import Chunk, Scheduler, Sequence
 from heartfast.model.heartcare import HeartcareGPT, MultimodalBatch, build_input_ids
 from heartfast.model.llm import DecoderLM
@@ -374,7 +374,7 @@ class Engine:
         elif seqs:
             tokens = self.sampler(step.logits, [s.params for s in seqs], [s.key for s in seqs])
             if step.marks is not None:
-                self.sampler.seen.mark(step.marks, torch.tensor(tokens, device=step.logits.device))
+                self.sampler.seen.mark(step.marks, on_device(tokens, torch.long, step.logits.device))
         else:
             return
         for seq, token in zip(seqs, tokens):
